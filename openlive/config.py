@@ -1,0 +1,194 @@
+"""Configuration: a TOML file, then environment and command-line overrides.
+
+Engines and model names are rows in tables the user extends; nothing is chosen by editing code.
+
+    [server]
+    host = "127.0.0.1"
+    port = 8443
+    data_dir = "~/.openlive"
+    api_keys = ["secret-1"]          # or OPENLIVE_API_KEYS="a,b"; none = accept any key on loopback
+    tls = true                       # false: plain ws:// and http://
+    tls_cert = "/path/cert.pem"      # default: a self-signed one under data_dir/tls
+    tls_key = "/path/key.pem"
+
+    [llm.default]                    # an LLM engine, by name
+    engine = "embedded"              # embedded | openai | scripted
+    model = "qwen2.5-coder-0.5b"     # packaged id, a .gguf path, or hf:owner/repo/file.gguf
+
+    [llm.big]
+    engine = "openai"                # any OpenAI-compatible server: vLLM, llama.cpp, Ollama
+    base_url = "http://10.0.0.5:8000/v1"
+    model = "Qwen/Qwen2.5-7B-Instruct"
+
+    [models]                         # Live API model names -> LLM engine name
+    "gemini-live-2.5-flash-preview" = "big"
+    "my-agent" = { llm = "default", display_name = "My agent" }
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+# The Live models Google documents; each resolves to the default pipeline unless configured.
+BUILTIN_MODEL_NAMES: tuple[str, ...] = (
+    "gemini-2.0-flash-live-001",
+    "gemini-2.0-flash-live-preview-04-09",
+    "gemini-live-2.5-flash-preview",
+    "gemini-live-2.5-flash",
+    "gemini-live-2.5-flash-preview-native-audio",
+    "gemini-live-2.5-flash-native-audio",
+    "gemini-2.5-flash-native-audio-preview-09-2025",
+    "gemini-2.5-flash-native-audio-preview-12-2025",
+    "gemini-2.5-flash-preview-native-audio-dialog",
+    "gemini-2.5-flash-exp-native-audio-thinking-dialog",
+)
+
+LLM_ENGINE_KINDS = ("embedded", "openai", "scripted")
+
+
+class ConfigError(ValueError):
+    """The configuration cannot work; the message says which setting and why."""
+
+
+@dataclass(frozen=True)
+class LLMConfig:
+    name: str
+    engine: str = "embedded"
+    model: str = "qwen2.5-coder-0.5b"
+    base_url: str | None = None
+    api_key: str | None = None
+    script: Path | None = None
+    n_ctx: int = 16384
+    n_parallel: int = 4
+    n_threads: int | None = None
+    token_delay_ms: float | None = None
+    timeout_s: float = 60.0
+    extra_body: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class ModelEntry:
+    """One Live API model name and the pipeline that serves it."""
+
+    name: str
+    llm: str = "default"
+    display_name: str | None = None
+    description: str | None = None
+    input_token_limit: int = 131072
+    output_token_limit: int = 8192
+
+
+@dataclass(frozen=True)
+class Config:
+    host: str = "127.0.0.1"
+    port: int = 8443
+    data_dir: Path = Path("~/.openlive")
+    api_keys: tuple[str, ...] = ()
+    tls: bool = True
+    tls_cert: Path | None = None
+    tls_key: Path | None = None
+    max_frame_bytes: int = 16 << 20
+    ready_timeout_s: float = 120.0
+    log_level: str = "INFO"
+    log_format: str = "text"
+    llms: dict[str, LLMConfig] = field(default_factory=lambda: {"default": LLMConfig("default")})
+    models: dict[str, ModelEntry] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        table = {name: ModelEntry(name) for name in BUILTIN_MODEL_NAMES}
+        table.update(self.models)
+        object.__setattr__(self, "models", table)
+        object.__setattr__(self, "data_dir", Path(self.data_dir).expanduser())
+
+    @property
+    def used_llms(self) -> list[str]:
+        """LLM engines some model name refers to: only those are loaded."""
+        return sorted({entry.llm for entry in self.models.values()})
+
+    def validate(self) -> None:
+        for entry in self.models.values():
+            if entry.llm not in self.llms:
+                raise ConfigError(f"model {entry.name!r} uses LLM {entry.llm!r}, which no [llm.{entry.llm}] defines")
+        for llm in self.llms.values():
+            if llm.engine not in LLM_ENGINE_KINDS:
+                raise ConfigError(f"[llm.{llm.name}] engine must be one of {', '.join(LLM_ENGINE_KINDS)}")
+            if llm.engine == "openai" and not llm.base_url:
+                raise ConfigError(f"[llm.{llm.name}] engine 'openai' needs base_url")
+        if self.tls and bool(self.tls_cert) != bool(self.tls_key):
+            raise ConfigError("tls_cert and tls_key go together")
+        if not self.api_keys and not is_loopback(self.host):
+            raise ConfigError(
+                f"refusing to listen on {self.host} with no API keys: anyone could use it. "
+                "Set --api-key (or OPENLIVE_API_KEYS), or listen on 127.0.0.1."
+            )
+
+
+def is_loopback(host: str) -> bool:
+    return host in ("localhost", "::1") or host.startswith("127.")
+
+
+def _llm_from_table(name: str, table: dict[str, Any]) -> LLMConfig:
+    allowed = {f for f in LLMConfig.__dataclass_fields__ if f != "name"}
+    unknown = set(table) - allowed
+    if unknown:
+        raise ConfigError(f"[llm.{name}]: unknown setting(s) {', '.join(sorted(unknown))}")
+    values = dict(table)
+    if "script" in values:
+        values["script"] = Path(values["script"]).expanduser()
+    return LLMConfig(name=name, **values)
+
+
+def _model_from_value(name: str, value: Any) -> ModelEntry:
+    if isinstance(value, str):
+        return ModelEntry(name, llm=value)
+    if isinstance(value, dict):
+        allowed = {f for f in ModelEntry.__dataclass_fields__ if f != "name"}
+        unknown = set(value) - allowed
+        if unknown:
+            raise ConfigError(f"[models] {name!r}: unknown setting(s) {', '.join(sorted(unknown))}")
+        return ModelEntry(name, **value)
+    raise ConfigError(f"[models] {name!r} must be an LLM name or a table")
+
+
+def load_config(path: Path | None = None, **overrides: Any) -> Config:
+    """Read the TOML file (if any), then apply OPENLIVE_API_KEYS and non-None overrides."""
+    data: dict[str, Any] = {}
+    if path is not None:
+        try:
+            data = tomllib.loads(Path(path).expanduser().read_text(encoding="utf-8"))
+        except (OSError, tomllib.TOMLDecodeError) as exc:
+            raise ConfigError(f"cannot read config {path}: {exc}") from exc
+    unknown = set(data) - {"server", "llm", "models"}
+    if unknown:
+        raise ConfigError(f"unknown section(s) in {path}: {', '.join(sorted(unknown))}")
+    server = dict(data.get("server", {}))
+    allowed_server = {f for f in Config.__dataclass_fields__ if f not in ("llms", "models")}
+    unknown = set(server) - allowed_server
+    if unknown:
+        raise ConfigError(f"[server]: unknown setting(s) {', '.join(sorted(unknown))}")
+    for key in ("data_dir", "tls_cert", "tls_key"):
+        if server.get(key):
+            server[key] = Path(server[key]).expanduser()
+    server["api_keys"] = tuple(server.get("api_keys", ()))
+
+    llms = {"default": LLMConfig("default")}
+    llms.update({name: _llm_from_table(name, table) for name, table in data.get("llm", {}).items()})
+    models = {name: _model_from_value(name, value) for name, value in data.get("models", {}).items()}
+    config = Config(**server, llms=llms, models=models)
+
+    env_keys = tuple(k.strip() for k in os.environ.get("OPENLIVE_API_KEYS", "").split(",") if k.strip())
+    llm_model = overrides.pop("llm_model", None)
+    api_keys = overrides.pop("api_keys", None) or ()
+    changes = {k: v for k, v in overrides.items() if v is not None}
+    if api_keys or env_keys:
+        changes["api_keys"] = tuple(dict.fromkeys((*config.api_keys, *env_keys, *api_keys)))
+    config = replace(config, **changes)
+    if llm_model:
+        default = config.llms["default"]
+        config.llms["default"] = replace(default, model=llm_model)
+    config.validate()
+    return config

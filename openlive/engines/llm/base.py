@@ -1,0 +1,76 @@
+"""The small interface every chat LLM engine implements.
+
+An engine turns a conversation (OpenAI-style chat messages, the lingua franca of open model
+servers) into a stream of text deltas and a final usage count. Cancelling the consumer's task
+must stop generation promptly: that is how barge-in and interruption reach the model.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import AsyncIterator, Protocol, runtime_checkable
+
+
+@dataclass(frozen=True)
+class ChatMessage:
+    role: str  # "system" | "user" | "assistant"
+    content: str
+
+
+@dataclass(frozen=True)
+class SamplingParams:
+    temperature: float | None = None
+    top_p: float | None = None
+    top_k: int | None = None
+    max_tokens: int | None = None
+    seed: int | None = None
+    stop: tuple[str, ...] = ()
+    presence_penalty: float | None = None
+    frequency_penalty: float | None = None
+
+
+@dataclass(frozen=True)
+class ChatRequest:
+    messages: tuple[ChatMessage, ...]
+    params: SamplingParams = field(default_factory=SamplingParams)
+
+
+@dataclass(frozen=True)
+class TextDelta:
+    text: str
+
+
+@dataclass(frozen=True)
+class Finished:
+    """Always the last item of a stream that ran to its end."""
+
+    prompt_tokens: int
+    completion_tokens: int
+    cached_tokens: int = 0
+    finish_reason: str = "stop"
+
+
+ChatChunk = TextDelta | Finished
+
+
+class EngineError(RuntimeError):
+    """The engine failed in a way the session reports as an internal error (1011)."""
+
+
+@runtime_checkable
+class LLMEngine(Protocol):
+    name: str
+
+    async def start(self) -> None:
+        """Load weights or check the remote server; called once before the first request."""
+
+    def stream(self, request: ChatRequest) -> AsyncIterator[ChatChunk]:
+        """Generate a reply; the iterator ends with one `Finished`."""
+
+    async def aclose(self) -> None:
+        """Release everything the engine holds."""
+
+
+def estimate_tokens(text: str) -> int:
+    """A tokenizer-free estimate (about four characters a token) for engines that report none."""
+    return max(1, (len(text) + 3) // 4) if text else 0

@@ -1,0 +1,81 @@
+"""The embedded chat engine: llama.cpp (through xllamacpp) inside the openlive process.
+
+xllamacpp runs llama.cpp's own server on a random loopback port; we stream from it with the
+same OpenAI-compatible client used for remote engines. That keeps one streaming path, and
+closing a stream is how llama.cpp is told to stop generating when the user interrupts.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+from pathlib import Path
+from typing import Any, AsyncIterator
+
+from .base import ChatChunk, ChatRequest, EngineError
+from .openai_compat import OpenAICompatEngine
+
+log = logging.getLogger(__name__)
+
+
+class EmbeddedLlamaEngine:
+    def __init__(
+        self,
+        name: str,
+        model_path: Path,
+        *,
+        n_ctx: int = 8192,
+        n_parallel: int = 4,
+        n_threads: int | None = None,
+        verbosity: int = -1,
+    ) -> None:
+        self.name = name
+        self.model_path = Path(model_path)
+        self.n_ctx = n_ctx
+        self.n_parallel = n_parallel
+        self.n_threads = n_threads or max(1, min(os.cpu_count() or 1, 8))
+        self.verbosity = verbosity
+        self._server: Any = None
+        self._client: OpenAICompatEngine | None = None
+
+    def _load(self) -> Any:
+        import xllamacpp  # heavy native module: imported only when the engine is really used
+
+        params = xllamacpp.CommonParams()
+        params.model.path = str(self.model_path)
+        # n_ctx is shared by the parallel slots: each session gets n_ctx / n_parallel.
+        params.n_ctx = self.n_ctx
+        params.n_parallel = self.n_parallel
+        params.cpuparams.n_threads = self.n_threads
+        params.cpuparams_batch.n_threads = self.n_threads
+        params.cache_prompt = True  # a session's history is a growing prefix: reuse its KV cache
+        params.verbosity = self.verbosity
+        params.warmup = True
+        return xllamacpp.Server(params)
+
+    async def start(self) -> None:
+        if not self.model_path.is_file():
+            raise EngineError(f"LLM engine {self.name!r}: model file {self.model_path} not found")
+        log.info("loading LLM %s from %s", self.name, self.model_path)
+        try:
+            self._server = await asyncio.to_thread(self._load)
+        except Exception as exc:  # the native loader raises plain RuntimeError/ValueError
+            raise EngineError(f"LLM engine {self.name!r}: cannot load {self.model_path}: {exc}") from exc
+        address = str(self._server.listening_address).rstrip("/")
+        self._client = OpenAICompatEngine(self.name, f"{address}/v1", model=self.model_path.stem)
+        log.info("LLM %s ready at %s", self.name, address)
+
+    def stream(self, request: ChatRequest) -> AsyncIterator[ChatChunk]:
+        if self._client is None:
+            raise EngineError(f"LLM engine {self.name!r} is not started")
+        return self._client.stream(request)
+
+    async def aclose(self) -> None:
+        if self._client is not None:
+            await self._client.aclose()
+            self._client = None
+        server, self._server = self._server, None
+        if server is not None:
+            await asyncio.to_thread(lambda: None)  # let in-flight callbacks finish first
+            del server

@@ -1,0 +1,130 @@
+"""Chat engine for any OpenAI-compatible server (vLLM, llama.cpp server, Ollama, ...).
+
+This is how openlive scales past one machine: the LLM runs on its own server and many openlive
+nodes stream from it. The embedded engine reuses this client against the llama.cpp server it
+runs in-process, so there is one streaming path to test and to trust.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from typing import Any, AsyncIterator
+
+import httpx
+
+from .base import ChatChunk, ChatRequest, EngineError, Finished, TextDelta, estimate_tokens
+
+log = logging.getLogger(__name__)
+
+
+class OpenAICompatEngine:
+    def __init__(
+        self,
+        name: str,
+        base_url: str,
+        model: str = "default",
+        api_key: str | None = None,
+        *,
+        timeout_s: float = 60.0,
+        connect_timeout_s: float = 5.0,
+        max_connections: int = 64,
+        include_usage: bool = True,
+        extra_body: dict[str, Any] | None = None,
+    ) -> None:
+        self.name = name
+        self.base_url = base_url.rstrip("/")
+        self.model = model
+        self.include_usage = include_usage
+        self.extra_body = dict(extra_body or {})
+        headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+        # trust_env=False: a proxy set for the outside world must not capture loopback engine traffic.
+        self._client = httpx.AsyncClient(
+            headers=headers,
+            timeout=httpx.Timeout(timeout_s, connect=connect_timeout_s),
+            limits=httpx.Limits(max_connections=max_connections, max_keepalive_connections=max_connections),
+            trust_env=False,
+        )
+
+    async def start(self) -> None:
+        """Check that the server answers, so a wrong URL fails at start-up, not in a session."""
+        try:
+            response = await self._client.get(f"{self.base_url}/models")
+        except httpx.HTTPError as exc:
+            raise EngineError(f"LLM engine {self.name!r}: cannot reach {self.base_url}: {exc}") from exc
+        if response.status_code >= 500:
+            raise EngineError(f"LLM engine {self.name!r}: {self.base_url}/models answered {response.status_code}")
+
+    def _body(self, request: ChatRequest) -> dict[str, Any]:
+        p = request.params
+        body: dict[str, Any] = {
+            "model": self.model,
+            "messages": [{"role": m.role, "content": m.content} for m in request.messages],
+            "stream": True,
+        }
+        if self.include_usage:
+            body["stream_options"] = {"include_usage": True}
+        optional = {
+            "temperature": p.temperature,
+            "top_p": p.top_p,
+            "top_k": p.top_k,
+            "max_tokens": p.max_tokens,
+            "seed": p.seed,
+            "presence_penalty": p.presence_penalty,
+            "frequency_penalty": p.frequency_penalty,
+            "stop": list(p.stop) or None,
+        }
+        body.update({k: v for k, v in optional.items() if v is not None})
+        body.update(self.extra_body)
+        return body
+
+    async def stream(self, request: ChatRequest) -> AsyncIterator[ChatChunk]:
+        usage: dict[str, Any] | None = None
+        finish_reason = "stop"
+        produced: list[str] = []
+        url = f"{self.base_url}/chat/completions"
+        try:
+            # Leaving this block early (cancellation) closes the connection, which is what tells
+            # llama.cpp, vLLM and Ollama to stop generating.
+            async with self._client.stream("POST", url, json=self._body(request)) as response:
+                if response.status_code >= 400:
+                    detail = (await response.aread()).decode("utf-8", "replace")[:300]
+                    raise EngineError(f"LLM engine {self.name!r}: HTTP {response.status_code}: {detail}")
+                async for line in response.aiter_lines():
+                    if not line.startswith("data:"):
+                        continue
+                    payload = line[5:].strip()
+                    if payload == "[DONE]":
+                        break
+                    try:
+                        chunk = json.loads(payload)
+                    except json.JSONDecodeError:
+                        log.warning("engine %s sent a line that is not JSON: %.120s", self.name, payload)
+                        continue
+                    if chunk.get("error"):
+                        raise EngineError(f"LLM engine {self.name!r}: {chunk['error']}")
+                    if chunk.get("usage"):
+                        usage = chunk["usage"]
+                    for choice in chunk.get("choices") or []:
+                        text = (choice.get("delta") or {}).get("content")
+                        if text:
+                            produced.append(text)
+                            yield TextDelta(text)
+                        if choice.get("finish_reason"):
+                            finish_reason = choice["finish_reason"]
+        except httpx.HTTPError as exc:
+            raise EngineError(f"LLM engine {self.name!r}: {type(exc).__name__}: {exc}") from exc
+        if usage:
+            details = usage.get("prompt_tokens_details") or {}
+            yield Finished(
+                prompt_tokens=int(usage.get("prompt_tokens") or 0),
+                completion_tokens=int(usage.get("completion_tokens") or 0),
+                cached_tokens=int(details.get("cached_tokens") or 0),
+                finish_reason=finish_reason,
+            )
+        else:
+            prompt = sum(estimate_tokens(m.content) for m in request.messages)
+            yield Finished(prompt, estimate_tokens("".join(produced)), finish_reason=finish_reason)
+
+    async def aclose(self) -> None:
+        await self._client.aclose()

@@ -1,0 +1,75 @@
+"""A deterministic engine that answers from a script instead of a model.
+
+For protocol and timing tests, and for users who test their own apps against openlive and want
+the same reply every time. A script is a TOML file of rules tried in order against the last
+user message:
+
+    [[reply]]
+    match = "weather"          # a case-insensitive regex; a rule without one always matches
+    text = "It is sunny in {user}."   # {user} is replaced by the user's last message
+
+    token_delay_ms = 20          # optional pacing between streamed words
+
+With no script the engine echoes: "You said: <message>".
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import AsyncIterator
+
+from .base import ChatChunk, ChatRequest, EngineError, Finished, TextDelta, estimate_tokens
+
+
+@dataclass(frozen=True)
+class Rule:
+    pattern: re.Pattern[str] | None
+    text: str
+
+
+class ScriptedEngine:
+    def __init__(self, name: str, script: Path | None = None, token_delay_ms: float | None = None) -> None:
+        self.name = name
+        self.rules: list[Rule] = []
+        delay = 0.0
+        if script is not None:
+            try:
+                data = tomllib.loads(Path(script).read_text(encoding="utf-8"))
+            except (OSError, tomllib.TOMLDecodeError) as exc:
+                raise EngineError(f"scripted engine {name!r}: cannot read {script}: {exc}") from exc
+            delay = float(data.get("token_delay_ms", 0.0))
+            for rule in data.get("reply", []):
+                match = rule.get("match")
+                self.rules.append(Rule(re.compile(match, re.IGNORECASE) if match else None, str(rule["text"])))
+        self.token_delay_s = (token_delay_ms if token_delay_ms is not None else delay) / 1000.0
+
+    async def start(self) -> None:
+        return None
+
+    def reply_for(self, user: str) -> str:
+        for rule in self.rules:
+            if rule.pattern is None or rule.pattern.search(user):
+                return rule.text.replace("{user}", user)
+        return f"You said: {user}"
+
+    async def stream(self, request: ChatRequest) -> AsyncIterator[ChatChunk]:
+        user = next((m.content for m in reversed(request.messages) if m.role == "user"), "")
+        reply = self.reply_for(user)
+        if request.params.max_tokens:
+            reply = " ".join(reply.split(" ")[: request.params.max_tokens])
+        words = re.findall(r"\S+\s*", reply) or [reply]
+        for word in words:
+            if self.token_delay_s:
+                await asyncio.sleep(self.token_delay_s)
+            else:
+                await asyncio.sleep(0)  # stay cancellable, as a real engine is
+            yield TextDelta(word)
+        prompt = sum(estimate_tokens(m.content) for m in request.messages)
+        yield Finished(prompt_tokens=prompt, completion_tokens=len(words))
+
+    async def aclose(self) -> None:
+        return None

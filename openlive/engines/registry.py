@@ -1,0 +1,65 @@
+"""Builds engines from configuration and owns them for the life of the server."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from pathlib import Path
+
+from ..config import Config, LLMConfig
+from .llm.base import LLMEngine
+from .llm.embedded import EmbeddedLlamaEngine
+from .llm.openai_compat import OpenAICompatEngine
+from .llm.packaged import resolve_model_file
+from .llm.scripted import ScriptedEngine
+
+log = logging.getLogger(__name__)
+
+
+def prepare_model_files(config: Config, *, progress: bool = True) -> None:
+    """Join and verify packaged weights ahead of serving (slow the first time, with a progress bar)."""
+    for name in config.used_llms:
+        llm = config.llms[name]
+        if llm.engine == "embedded":
+            resolve_model_file(llm.model, config.data_dir, progress=progress)
+
+
+def build_llm(llm: LLMConfig, data_dir: Path) -> LLMEngine:
+    if llm.engine == "embedded":
+        path = resolve_model_file(llm.model, data_dir, progress=False)
+        return EmbeddedLlamaEngine(llm.name, path, n_ctx=llm.n_ctx, n_parallel=llm.n_parallel, n_threads=llm.n_threads)
+    if llm.engine == "openai":
+        assert llm.base_url is not None  # checked by Config.validate
+        return OpenAICompatEngine(llm.name, llm.base_url, model=llm.model, api_key=llm.api_key,
+                                  timeout_s=llm.timeout_s, extra_body=llm.extra_body)
+    if llm.engine == "scripted":
+        return ScriptedEngine(llm.name, llm.script, token_delay_ms=llm.token_delay_ms)
+    raise ValueError(f"unknown engine kind {llm.engine!r}")
+
+
+class Engines:
+    """The engines a server uses, started once and shared by every session."""
+
+    def __init__(self, config: Config) -> None:
+        self.config = config
+        self.llms: dict[str, LLMEngine] = {}
+        self.ready = asyncio.Event()
+        self.error: BaseException | None = None
+
+    async def start(self) -> None:
+        try:
+            for name in self.config.used_llms:
+                engine = build_llm(self.config.llms[name], self.config.data_dir)
+                await engine.start()
+                self.llms[name] = engine
+            self.ready.set()
+            log.info("engines ready: %s", ", ".join(self.llms))
+        except BaseException as exc:
+            self.error = exc
+            log.exception("engines failed to start")
+            raise
+
+    async def aclose(self) -> None:
+        for engine in self.llms.values():
+            await engine.aclose()
+        self.llms.clear()

@@ -1,0 +1,49 @@
+"""Live API model names: how a client spells them, and which pipeline serves each."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from .config import Config, ModelEntry
+
+# "models/x", "publishers/google/models/x", "projects/p/locations/l/publishers/google/models/x"
+_PREFIX = re.compile(r"^(?:projects/[^/]+/locations/[^/]+/)?(?:publishers/[^/]+/)?models/")
+
+
+def bare_model_id(name: str) -> str:
+    return _PREFIX.sub("", name.strip())
+
+
+def resolve_model(config: Config, name: str) -> ModelEntry | None:
+    return config.models.get(bare_model_id(name))
+
+
+def _display_name(entry: ModelEntry) -> str:
+    if entry.display_name:
+        return entry.display_name
+    return " ".join(w.capitalize() if not w[0].isdigit() else w for w in entry.name.split("-"))
+
+
+def rest_model(entry: ModelEntry, *, vertex: bool = False) -> dict[str, Any]:
+    """A model as the REST API lists it, so `client.models.list()` works unchanged."""
+    if vertex:
+        return {
+            "name": f"publishers/google/models/{entry.name}",
+            "displayName": _display_name(entry),
+            "description": entry.description or f"Served by openlive ({entry.llm})",
+            "versionId": "001",
+        }
+    return {
+        "name": f"models/{entry.name}",
+        "version": "001",
+        "displayName": _display_name(entry),
+        "description": entry.description or f"Served by openlive ({entry.llm})",
+        "inputTokenLimit": entry.input_token_limit,
+        "outputTokenLimit": entry.output_token_limit,
+        "supportedGenerationMethods": ["bidiGenerateContent"],
+        "temperature": 1.0,
+        "maxTemperature": 2.0,
+        "topP": 0.95,
+        "topK": 64,
+    }

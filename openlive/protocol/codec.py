@@ -1,0 +1,140 @@
+"""Sans-I/O codec: client frames in, typed events out; server messages in, frames out.
+
+Nothing here touches a socket, so every edge case of the wire is a short unit test.
+A client frame is parsed exactly once, and every failure becomes a `ProtocolError`
+with the close code and reason the real service would give.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+from typing import Any
+
+from pydantic import ValidationError
+from pydantic.alias_generators import to_snake
+
+from .errors import ProtocolError, invalid_argument
+from .messages import ClientEvent, ClientMessage
+
+# The Python SDK's websockets client refuses frames over 1 MiB (max_size) and reports 1009/1006.
+MAX_SERVER_FRAME_BYTES = 1 << 20
+# Headroom for the JSON around a split payload.
+_FRAME_BUDGET = MAX_SERVER_FRAME_BYTES - 4096
+
+_PROTO_TYPES = {
+    "float": "TYPE_FLOAT",
+    "int": "TYPE_INT32",
+    "bool": "TYPE_BOOL",
+    "string": "TYPE_STRING",
+    "literal": "TYPE_ENUM",
+    "enum": "TYPE_ENUM",
+    "bytes": "TYPE_BYTES",
+    "value_error": "TYPE_BYTES",
+}
+
+
+def _path(loc: tuple[Any, ...]) -> str:
+    out = ""
+    for item in loc:
+        if isinstance(item, int):
+            out += f"[{item}]"
+        else:
+            out += ("." if out else "") + to_snake(str(item))
+    return out
+
+
+def _describe(error: dict[str, Any]) -> str:
+    """One pydantic error in the wording of the real service's protobuf-JSON parser."""
+    kind = error["type"]
+    loc = tuple(error["loc"])
+    if kind == "extra_forbidden":
+        parent = _path(loc[:-1])
+        return f'Invalid JSON payload received. Unknown name "{loc[-1]}" at \'{parent}\': Cannot find field.'
+    if kind == "missing":
+        return f"Missing required field '{_path(loc)}'."
+    proto = next((v for k, v in _PROTO_TYPES.items() if kind.startswith(k)), None)
+    value = error.get("input")
+    shown = json.dumps(value)[:40] if isinstance(value, (str, int, float, bool)) or value is None else type(value).__name__
+    if proto:
+        return f"Invalid value at '{_path(loc)}' ({proto}), {shown}"
+    return f"Invalid value at '{_path(loc)}', {shown}"
+
+
+def parse_client_frame(frame: str | bytes) -> ClientEvent:
+    """Parse one WebSocket frame (text or binary) into the single event it carries."""
+    if isinstance(frame, (bytes, bytearray)):
+        try:
+            frame = bytes(frame).decode("utf-8")
+        except UnicodeDecodeError:
+            raise invalid_argument("Invalid JSON payload received. Frame is not valid UTF-8.") from None
+    try:
+        data = json.loads(frame)
+    except json.JSONDecodeError as exc:
+        raise invalid_argument(f"Invalid JSON payload received. {exc.msg} at position {exc.pos}.") from None
+    if not isinstance(data, dict):
+        raise invalid_argument("Invalid JSON payload received. Expected an object.")
+    try:
+        message = ClientMessage.model_validate(data)
+    except ValidationError as exc:
+        raise invalid_argument(_describe(exc.errors(include_url=False)[0])) from None
+    events = [v for v in (message.setup, message.client_content, message.realtime_input,
+                          message.tool_response, message.context_update) if v is not None]
+    if len(events) != 1:
+        names = ", ".join(data) or "none"
+        raise invalid_argument(f"Invalid JSON payload received. A message needs exactly one field of setup, "
+                               f"clientContent, realtimeInput, toolResponse, contextUpdate; got {names}.")
+    return events[0]
+
+
+# ---------------------------------------------------------------------------------------------
+# Server → client
+
+
+def _encode_bytes(value: Any) -> Any:
+    """Replace raw bytes by standard base64, recursively (the SDKs decode either alphabet)."""
+    if isinstance(value, (bytes, bytearray, memoryview)):
+        return base64.b64encode(bytes(value)).decode("ascii")
+    if isinstance(value, dict):
+        return {k: _encode_bytes(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_encode_bytes(v) for v in value]
+    return value
+
+
+def _dump(message: dict[str, Any]) -> str:
+    return json.dumps(_encode_bytes(message), ensure_ascii=False, separators=(",", ":"))
+
+
+def _split_parts(message: dict[str, Any]) -> list[dict[str, Any]] | None:
+    """Split a serverContent.modelTurn whose parts do not fit one frame into several messages."""
+    content = message.get("serverContent")
+    if not content or set(message) != {"serverContent"}:
+        return None
+    turn = content.get("modelTurn")
+    if not turn or set(content) != {"modelTurn"}:
+        return None
+    pieces: list[dict[str, Any]] = []
+    for part in turn.get("parts", []):
+        blob = part.get("inlineData")
+        raw = blob.get("data") if blob else None
+        if isinstance(raw, (bytes, bytearray)) and len(raw) * 4 // 3 > _FRAME_BUDGET:
+            # Even-sized chunks keep 16-bit PCM samples whole.
+            step = (_FRAME_BUDGET * 3 // 4) & ~1
+            for start in range(0, len(raw), step):
+                pieces.append({**part, "inlineData": {**blob, "data": raw[start:start + step]}})
+        else:
+            pieces.append(part)
+    return [{"serverContent": {"modelTurn": {**turn, "parts": [p]}}} for p in pieces]
+
+
+def encode_server_message(message: dict[str, Any]) -> list[str]:
+    """Serialize a camelCase server message into one or more frames, each under 1 MiB."""
+    text = _dump(message)
+    if len(text.encode("utf-8")) <= MAX_SERVER_FRAME_BYTES:
+        return [text]
+    frames = [_dump(piece) for piece in _split_parts(message) or [message]]
+    if any(len(f.encode("utf-8")) > MAX_SERVER_FRAME_BYTES for f in frames):
+        # Only a server bug gets here (e.g. one text part over 1 MiB): fail loudly, not silently.
+        raise ProtocolError(1011, "Internal error occurred.")
+    return frames

@@ -1,0 +1,63 @@
+"""Builders for the server messages of the Live API, in the camelCase the SDKs parse.
+
+The Python SDK only recognises camelCase top-level keys and crashes on a message whose keys are
+all unknown, so every server message is built here and nowhere else.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+
+def setup_complete(session_id: str | None = None) -> dict[str, Any]:
+    return {"setupComplete": {"sessionId": session_id} if session_id else {}}
+
+
+def model_turn(parts: list[dict[str, Any]]) -> dict[str, Any]:
+    return {"serverContent": {"modelTurn": {"role": "model", "parts": parts}}}
+
+
+def text_part(text: str) -> dict[str, Any]:
+    return {"text": text}
+
+
+def generation_complete() -> dict[str, Any]:
+    return {"serverContent": {"generationComplete": True}}
+
+
+def interrupted() -> dict[str, Any]:
+    return {"serverContent": {"interrupted": True}}
+
+
+@dataclass
+class Usage:
+    """Token counts of one turn, reported as usageMetadata with the turnComplete that ends it."""
+
+    prompt_tokens: int = 0
+    response_tokens: int = 0
+    cached_tokens: int = 0
+    prompt_modality: str = "TEXT"
+    response_modality: str = "TEXT"
+
+    def to_wire(self) -> dict[str, Any]:
+        wire: dict[str, Any] = {
+            "promptTokenCount": self.prompt_tokens,
+            "responseTokenCount": self.response_tokens,
+            "totalTokenCount": self.prompt_tokens + self.response_tokens,
+            "promptTokensDetails": [{"modality": self.prompt_modality, "tokenCount": self.prompt_tokens}],
+            "responseTokensDetails": [{"modality": self.response_modality, "tokenCount": self.response_tokens}],
+        }
+        # Vertex clients read the response count under its older name; Gemini clients ignore it.
+        wire["candidatesTokenCount"] = self.response_tokens
+        wire["candidatesTokensDetails"] = wire["responseTokensDetails"]
+        if self.cached_tokens:
+            wire["cachedContentTokenCount"] = self.cached_tokens
+        return wire
+
+
+def turn_complete(usage: Usage | None = None) -> dict[str, Any]:
+    message: dict[str, Any] = {"serverContent": {"turnComplete": True}}
+    if usage is not None:
+        message["usageMetadata"] = usage.to_wire()
+    return message

@@ -1,0 +1,63 @@
+"""API keys: where clients put them, and checking them without keeping them in memory.
+
+Keys are kept as SHA-256 digests and compared in constant time, so a memory dump or a log line
+never shows a usable key.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+from collections.abc import Iterable, Mapping
+
+from ..protocol.errors import CloseCode
+
+
+def _digest(key: str) -> bytes:
+    return hashlib.sha256(key.encode("utf-8")).digest()
+
+
+def credential_from(headers: Mapping[str, str], query: Mapping[str, str]) -> str | None:
+    """The key a client sent: x-goog-api-key (Python SDK), ?key= (JS SDK), or a bearer token."""
+    key = headers.get("x-goog-api-key") or query.get("key")
+    if key:
+        return key
+    auth = headers.get("authorization", "")
+    scheme, _, value = auth.partition(" ")
+    if scheme.lower() in ("bearer", "token") and value.strip():
+        return value.strip()
+    return query.get("access_token") or None
+
+
+class AuthError(Exception):
+    def __init__(self, close_code: int, http_status: int, status: str, message: str) -> None:
+        super().__init__(message)
+        self.close_code = close_code
+        self.http_status = http_status
+        self.status = status
+        self.message = message
+
+
+class KeyChecker:
+    def __init__(self, keys: Iterable[str]) -> None:
+        self._digests = [_digest(k) for k in keys]
+
+    @property
+    def open(self) -> bool:
+        """No keys configured: any key is accepted (only allowed on loopback)."""
+        return not self._digests
+
+    def check(self, credential: str | None) -> None:
+        if self.open:
+            return
+        if not credential:
+            raise AuthError(CloseCode.POLICY, 403, "PERMISSION_DENIED",
+                            "Method doesn't allow unregistered callers. Please use an API key.")
+        digest = _digest(credential)
+        # Compare against every key so timing says nothing about which one nearly matched.
+        matched = False
+        for known in self._digests:
+            matched |= hmac.compare_digest(digest, known)
+        if not matched:
+            raise AuthError(CloseCode.INVALID_ARGUMENT, 400, "INVALID_ARGUMENT",
+                            "API key not valid. Please pass a valid API key.")
