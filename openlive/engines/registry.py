@@ -45,6 +45,7 @@ class Engines:
         self.llms: dict[str, LLMEngine] = {}
         self.ready = asyncio.Event()
         self.error: BaseException | None = None
+        self._settled = asyncio.Event()  # set once start() has either succeeded or failed
 
     async def start(self) -> None:
         try:
@@ -54,10 +55,19 @@ class Engines:
                 self.llms[name] = engine
             self.ready.set()
             log.info("engines ready: %s", ", ".join(self.llms))
-        except BaseException as exc:
+        except Exception as exc:
             self.error = exc
-            log.exception("engines failed to start")
-            raise
+            log.error("engines failed to start: %s", exc)
+        finally:
+            self._settled.set()
+
+    async def wait_ready(self, timeout: float) -> bool:
+        """True once every engine is up; False if one failed or `timeout` passed first."""
+        try:
+            await asyncio.wait_for(self._settled.wait(), timeout)
+        except asyncio.TimeoutError:
+            return False
+        return self.ready.is_set()
 
     async def aclose(self) -> None:
         for engine in self.llms.values():

@@ -208,11 +208,8 @@ class OpenLiveApp:
         entry = resolve_model(self.config, setup.model)
         if entry is None:
             raise model_not_found(setup.model, route.api_version)
-        if not self.engines.ready.is_set():
-            try:
-                await asyncio.wait_for(self.engines.ready.wait(), self.config.ready_timeout_s)
-            except asyncio.TimeoutError:
-                raise unavailable() from None
+        if not await self.engines.wait_ready(self.config.ready_timeout_s):
+            raise unavailable()
         log.info("setup model=%s llm=%s api=%s%s", setup.model, entry.llm, route.api_version,
                  " vertex" if route.vertex else "")
         session = LiveSession(setup, llm=self.engines.llms[entry.llm], send=conn.send, session_id=session_id)

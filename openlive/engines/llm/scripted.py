@@ -8,6 +8,10 @@ user message:
     match = "weather"          # a case-insensitive regex; a rule without one always matches
     text = "It is sunny in {user}."   # {user} is replaced by the user's last message
 
+    [[reply]]
+    match = "crash"
+    error = "engine exploded"  # fail like a broken engine would (tests your app's error path)
+
     token_delay_ms = 20          # optional pacing between streamed words
 
 With no script the engine echoes: "You said: <message>".
@@ -29,6 +33,7 @@ from .base import ChatChunk, ChatRequest, EngineError, Finished, TextDelta, esti
 class Rule:
     pattern: re.Pattern[str] | None
     text: str
+    error: str | None = None
 
 
 class ScriptedEngine:
@@ -44,7 +49,8 @@ class ScriptedEngine:
             delay = float(data.get("token_delay_ms", 0.0))
             for rule in data.get("reply", []):
                 match = rule.get("match")
-                self.rules.append(Rule(re.compile(match, re.IGNORECASE) if match else None, str(rule["text"])))
+                self.rules.append(Rule(re.compile(match, re.IGNORECASE) if match else None,
+                                       str(rule.get("text", "")), rule.get("error")))
         self.token_delay_s = (token_delay_ms if token_delay_ms is not None else delay) / 1000.0
 
     async def start(self) -> None:
@@ -53,6 +59,8 @@ class ScriptedEngine:
     def reply_for(self, user: str) -> str:
         for rule in self.rules:
             if rule.pattern is None or rule.pattern.search(user):
+                if rule.error:
+                    raise EngineError(f"scripted engine {self.name!r}: {rule.error}")
                 return rule.text.replace("{user}", user)
         return f"You said: {user}"
 

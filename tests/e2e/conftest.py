@@ -1,0 +1,161 @@
+"""End-to-end fixtures: real `openlive serve` processes on loopback, with real models.
+
+Every test here talks to a server process over a real socket, through TLS with the server's
+own self-signed certificate, trusted the way a user would trust it (SSL_CERT_FILE).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import ssl
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import pytest
+
+from openlive.server.tls import ensure_self_signed
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def require(condition: bool, reason: str) -> None:
+    """Skip when a tool is missing locally, but fail in CI where everything must be installed."""
+    if condition:
+        return
+    if os.environ.get("OPENLIVE_REQUIRE_ALL") == "1":
+        pytest.fail(f"required in this run: {reason}")
+    pytest.skip(reason)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@dataclass
+class ServerProcess:
+    base_url: str
+    port: int
+    cert: Path | None
+    process: subprocess.Popen
+    log_path: Path
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def stop(self, sig: int = signal.SIGTERM) -> None:
+        if self.process.poll() is None:
+            self.process.send_signal(sig)
+            try:
+                self.process.wait(10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(5)
+
+
+@pytest.fixture(scope="session")
+def data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One data dir per test run: the default model is joined and verified once, then reused."""
+    path = tmp_path_factory.mktemp("openlive-data")
+    cert, _ = ensure_self_signed(path / "tls")
+    # Trust the server's certificate exactly as the README tells users to.
+    os.environ["SSL_CERT_FILE"] = str(cert)
+    os.environ["NODE_EXTRA_CA_CERTS"] = str(cert)
+    return path
+
+
+@pytest.fixture(scope="session")
+def start_server(data_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Callable[..., ServerProcess]]:
+    started: list[ServerProcess] = []
+
+    def start(config: str = "", *args: str, tls: bool = True, wait: bool = True, env: dict | None = None) -> ServerProcess:
+        workdir = tmp_path_factory.mktemp("server")
+        config_path = workdir / "openlive.toml"
+        config_path.write_text(config)
+        port = free_port()
+        log_path = workdir / "server.log"
+        cmd = [sys.executable, "-m", "openlive", "serve", "--config", str(config_path), "--data-dir", str(data_dir),
+               "--port", str(port), *args]
+        if not tls:
+            cmd.append("--no-tls")
+        with open(log_path, "wb") as log:
+            process = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, cwd=workdir,
+                                       env={**os.environ, **(env or {})})
+        scheme = "https" if tls else "http"
+        server = ServerProcess(f"{scheme}://127.0.0.1:{port}", port, data_dir / "tls" / "cert.pem" if tls else None,
+                               process, log_path)
+        started.append(server)
+        if wait:
+            wait_healthy(server)
+        return server
+
+    yield start
+    for server in started:
+        server.stop()
+
+
+def wait_healthy(server: ServerProcess, timeout: float = 180.0) -> None:
+    deadline = time.monotonic() + timeout
+    verify = ssl.create_default_context(cafile=str(server.cert)) if server.cert else False
+    while time.monotonic() < deadline:
+        if server.process.poll() is not None:
+            raise AssertionError(f"server exited with {server.process.returncode}:\n{server.log()}")
+        try:
+            if httpx.get(f"{server.base_url}/healthz", verify=verify, timeout=2).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.2)
+    raise AssertionError(f"server not healthy after {timeout}s:\n{server.log()}")
+
+
+@pytest.fixture(scope="session")
+def embedded_server(start_server: Callable[..., ServerProcess]) -> ServerProcess:
+    """The server as a new user runs it: embedded default models, no keys, TLS."""
+    return start_server("")
+
+
+SCRIPT = """
+token_delay_ms = 15
+
+[[reply]]
+match = "crash"
+error = "simulated engine failure"
+
+[[reply]]
+match = "long"
+text = "one two three four five six seven eight nine ten eleven twelve thirteen fourteen fifteen sixteen"
+"""
+
+
+@pytest.fixture(scope="session")
+def scripted_server(start_server: Callable[..., ServerProcess], tmp_path_factory: pytest.TempPathFactory) -> ServerProcess:
+    """A deterministic server for protocol and error tests, with API keys required."""
+    script = tmp_path_factory.mktemp("script") / "replies.toml"
+    script.write_text(SCRIPT)
+    config = f"""
+[server]
+api_keys = ["good-key", "second-key"]
+
+[llm.default]
+engine = "scripted"
+script = "{script}"
+"""
+    return start_server(config)
+
+
+@pytest.fixture(scope="session")
+def node_harness() -> Path:
+    harness = REPO / "tests" / "node"
+    require(shutil.which("node") is not None, "node is not installed")
+    require((harness / "node_modules" / "@google" / "genai").is_dir(), "run `npm ci` in tests/node")
+    return harness

@@ -1,0 +1,188 @@
+"""The conversation layer without sockets: events in, server messages out, scripted engine."""
+
+import asyncio
+import json
+
+import pytest
+
+from openlive.engines.llm.base import ChatRequest, Finished, TextDelta
+from openlive.engines.llm.scripted import ScriptedEngine
+from openlive.protocol import ProtocolError, parse_client_frame
+from openlive.session.live_session import LiveSession
+
+
+class Recorder:
+    """The engine the session talks to, remembering every request it got."""
+
+    def __init__(self, inner):
+        self.inner, self.name, self.requests = inner, "rec", []
+
+    def stream(self, request: ChatRequest):
+        self.requests.append(request)
+        return self.inner.stream(request)
+
+
+def ev(obj):
+    return parse_client_frame(json.dumps(obj))
+
+
+def user(text, complete=True):
+    return ev({"clientContent": {"turns": [{"role": "user", "parts": [{"text": text}]}], "turnComplete": complete}})
+
+
+async def open_session(setup_extra=None, engine=None):
+    sent = []
+
+    async def send(message):
+        sent.append(message)
+
+    setup = ev({"setup": {"model": "models/x", "generationConfig": {"responseModalities": ["TEXT"]}, **(setup_extra or {})}})
+    engine = Recorder(engine or ScriptedEngine("s"))
+    session = LiveSession(setup, llm=engine, send=send, session_id="abc")
+    await session.start()
+    return session, sent, engine
+
+
+async def settle(session):
+    while session.replying:
+        await asyncio.sleep(0.001)
+
+
+def kinds(sent):
+    out = []
+    for m in sent:
+        if "setupComplete" in m:
+            out.append("setupComplete")
+        sc = m.get("serverContent", {})
+        out += [k for k in ("modelTurn", "generationComplete", "interrupted", "turnComplete") if k in sc]
+    return out
+
+
+def text_of(sent):
+    return "".join(p.get("text", "") for m in sent for p in m.get("serverContent", {}).get("modelTurn", {}).get("parts", []))
+
+
+async def test_setup_complete_first_with_session_id():
+    _, sent, _ = await open_session()
+    assert sent == [{"setupComplete": {"sessionId": "abc"}}]
+
+
+async def test_reply_streams_over_several_messages_then_generation_and_turn_complete_with_usage():
+    session, sent, _ = await open_session()
+    await session.handle(user("hello there"))
+    await settle(session)
+    k = kinds(sent)
+    assert k[0] == "setupComplete" and k.count("modelTurn") >= 3
+    assert k[-2:] == ["generationComplete", "turnComplete"]
+    assert text_of(sent) == "You said: hello there"
+    usage = sent[-1]["usageMetadata"]
+    assert usage["responseTokenCount"] > 0 and usage["promptTokenCount"] > 0
+    assert usage["totalTokenCount"] == usage["promptTokenCount"] + usage["responseTokenCount"]
+
+
+async def test_history_and_system_instruction_reach_the_engine():
+    session, sent, engine = await open_session({"systemInstruction": {"parts": [{"text": "Be a pirate."}]}})
+    await session.handle(user("My name is Ada."))
+    await settle(session)
+    await session.handle(user("What is my name?"))
+    await settle(session)
+    messages = [(m.role, m.content) for m in engine.requests[-1].messages]
+    assert messages == [("system", "Be a pirate."), ("user", "My name is Ada."),
+                        ("assistant", "You said: My name is Ada."), ("user", "What is my name?")]
+
+
+async def test_turn_complete_false_adds_context_without_a_reply():
+    session, sent, engine = await open_session()
+    await session.handle(user("I like tea.", complete=False))
+    await session.handle(ev({"clientContent": {"turns": [{"role": "model", "parts": [{"text": "Noted."}]}],
+                                               "turnComplete": False}}))
+    await settle(session)
+    assert kinds(sent) == ["setupComplete"] and engine.requests == []
+    await session.handle(user("What do I like?"))
+    await settle(session)
+    roles = [m.role for m in engine.requests[0].messages]
+    assert roles == ["user", "assistant", "user"]
+
+
+async def test_realtime_text_starts_a_reply():
+    session, sent, _ = await open_session()
+    await session.handle(ev({"realtimeInput": {"text": "ping"}}))
+    await settle(session)
+    assert text_of(sent) == "You said: ping" and kinds(sent)[-1] == "turnComplete"
+
+
+async def test_generation_config_becomes_sampling_params():
+    session, _, engine = await open_session(
+        {"generationConfig": {"responseModalities": ["TEXT"], "temperature": 0.3, "topP": 0.9, "top_k": 20,
+                              "maxOutputTokens": 2, "seed": 7}})
+    await session.handle(user("a b c d"))
+    await settle(session)
+    p = engine.requests[0].params
+    assert (p.temperature, p.top_p, p.top_k, p.max_tokens, p.seed) == (0.3, 0.9, 20, 2, 7)
+
+
+async def test_new_client_content_interrupts_and_history_keeps_only_what_was_sent():
+    slow = ScriptedEngine("slow", token_delay_ms=30)
+    session, sent, engine = await open_session(engine=slow)
+    await session.handle(user("one two three four five six seven eight nine ten"))
+    await asyncio.sleep(0.1)  # a few words out
+    await session.handle(user("stop"))
+    n_interrupted = kinds(sent).index("interrupted")
+    first_reply = text_of(sent[:n_interrupted])
+    assert 0 < len(first_reply) < len("You said: one two three four five six seven eight nine ten")
+    # interrupted -> turnComplete, with no generationComplete for the cut turn
+    assert kinds(sent)[n_interrupted:n_interrupted + 2] == ["interrupted", "turnComplete"]
+    assert "generationComplete" not in kinds(sent)[:n_interrupted]
+    await settle(session)
+    assert text_of(sent[n_interrupted:]) == "You said: stop"
+    history = [(m.role, m.content) for m in engine.requests[-1].messages]
+    assert history[1] == ("assistant", first_reply)
+
+
+async def test_nothing_of_an_interrupted_reply_arrives_after_interrupted():
+    session, sent, _ = await open_session(engine=ScriptedEngine("slow", token_delay_ms=5))
+    await session.handle(user("a " * 200))
+    await asyncio.sleep(0.05)
+    await session.handle(user("x"))
+    await settle(session)
+    after = sent[kinds(sent).index("interrupted") + 1:]
+    assert "a a" not in text_of(after)
+
+
+class Failing:
+    name = "failing"
+
+    async def stream(self, request):
+        yield TextDelta("partial ")
+        raise __import__("openlive.engines.llm.base", fromlist=["EngineError"]).EngineError("boom")
+
+
+async def test_engine_failure_ends_the_session_with_1011():
+    session, sent, _ = await open_session(engine=Failing())
+    await session.handle(user("hi"))
+    error = await asyncio.wait_for(session.failure, 1)
+    assert error.code == 1011 and "Internal error" in error.reason
+
+
+@pytest.mark.parametrize("modalities", [["TEXT", "AUDIO"], ["VIDEO"]])
+async def test_unsupported_modalities_are_refused_at_setup(modalities):
+    with pytest.raises(ProtocolError) as info:
+        await open_session({"generationConfig": {"responseModalities": modalities}})
+    assert info.value.code == 1007
+
+
+async def test_a_second_setup_is_refused():
+    session, _, _ = await open_session()
+    with pytest.raises(ProtocolError) as info:
+        await session.handle(ev({"setup": {"model": "models/x"}}))
+    assert info.value.code == 1007
+
+
+async def test_close_cancels_a_running_reply():
+    session, sent, _ = await open_session(engine=ScriptedEngine("slow", token_delay_ms=50))
+    await session.handle(user("a b c d e f g"))
+    await asyncio.sleep(0.06)
+    await session.aclose()
+    count = len(sent)
+    await asyncio.sleep(0.15)
+    assert len(sent) == count and not session.replying
