@@ -88,6 +88,8 @@ class LiveSession:
     # ------------------------------------------------------------------ lifecycle
 
     async def start(self) -> None:
+        if self.setup.tools:
+            log.warning("setup declares tools; this server does not call tools yet, so the model answers without them")
         if self.options.modality == "AUDIO":
             # Speech output needs a synthesizer in the pipeline; say so instead of sending silence.
             raise ProtocolError(1008, "Operation is not implemented, or supported, or enabled: AUDIO responses. "

