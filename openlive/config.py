@@ -154,9 +154,15 @@ def _model_from_value(name: str, value: Any) -> ModelEntry:
     raise ConfigError(f"[models] {name!r} must be an LLM name or a table")
 
 
+# Settings a container or a CI job can give without a file or flags; flags still win.
+_ENV_SETTINGS = {"OPENLIVE_HOST": ("host", str), "OPENLIVE_PORT": ("port", int),
+                 "OPENLIVE_DATA_DIR": ("data_dir", Path)}
+
+
 def load_config(path: Path | None = None, **overrides: Any) -> Config:
-    """Read the TOML file (if any), then apply OPENLIVE_API_KEYS and non-None overrides."""
+    """Read the TOML file (if any), then the OPENLIVE_* environment, then non-None overrides."""
     data: dict[str, Any] = {}
+    path = path or (Path(os.environ["OPENLIVE_CONFIG"]) if os.environ.get("OPENLIVE_CONFIG") else None)
     if path is not None:
         try:
             data = tomllib.loads(Path(path).expanduser().read_text(encoding="utf-8"))
@@ -183,7 +189,14 @@ def load_config(path: Path | None = None, **overrides: Any) -> Config:
     env_keys = tuple(k.strip() for k in os.environ.get("OPENLIVE_API_KEYS", "").split(",") if k.strip())
     llm_model = overrides.pop("llm_model", None)
     api_keys = overrides.pop("api_keys", None) or ()
-    changes = {k: v for k, v in overrides.items() if v is not None}
+    changes: dict[str, Any] = {}
+    for var, (name, kind) in _ENV_SETTINGS.items():
+        if os.environ.get(var):
+            try:
+                changes[name] = kind(os.environ[var])
+            except ValueError:
+                raise ConfigError(f"{var}={os.environ[var]!r} is not a valid {name}") from None
+    changes.update({k: v for k, v in overrides.items() if v is not None})
     if api_keys or env_keys:
         changes["api_keys"] = tuple(dict.fromkeys((*config.api_keys, *env_keys, *api_keys)))
     config = replace(config, **changes)

@@ -1,0 +1,112 @@
+"""Configuration, model-name resolution and the Live paths the SDKs build."""
+
+from pathlib import Path
+
+import pytest
+
+from openlive.config import ConfigError, load_config
+from openlive.models import bare_model_id, resolve_model
+from openlive.server.app import match_live_path
+from openlive.server.auth import AuthError, KeyChecker, credential_from
+
+
+@pytest.fixture(autouse=True)
+def clean_env(monkeypatch):
+    for var in ("OPENLIVE_API_KEYS", "OPENLIVE_HOST", "OPENLIVE_PORT", "OPENLIVE_DATA_DIR", "OPENLIVE_CONFIG"):
+        monkeypatch.delenv(var, raising=False)
+
+
+@pytest.mark.parametrize("path, version, vertex, constrained", [
+    ("/ws/google.ai.generativelanguage.v1.GenerativeService.BidiGenerateContent", "v1", False, False),
+    ("//ws/google.ai.generativelanguage.v1beta.GenerativeService.BidiGenerateContent", "v1beta", False, False),
+    ("/proxy/gemini//ws/google.ai.generativelanguage.v1alpha.GenerativeService.BidiGenerateContentConstrained",
+     "v1alpha", False, True),
+    ("/ws/google.cloud.aiplatform.v1beta1.LlmBidiService/BidiGenerateContent", "v1beta1", True, False),
+])
+def test_every_sdk_path_is_routed(path, version, vertex, constrained):
+    route = match_live_path(path)
+    assert (route.api_version, route.vertex, route.constrained) == (version, vertex, constrained)
+
+
+@pytest.mark.parametrize("path", ["/ws/google.ai.generativelanguage.v1.GenerativeService.GenerateContent",
+                                  "/ws/google.ai.generativelanguage.v1.GenerativeService.BidiGenerateContentX", "/"])
+def test_other_paths_are_not(path):
+    assert match_live_path(path) is None
+
+
+@pytest.mark.parametrize("name", ["gemini-live-2.5-flash-preview", "models/gemini-live-2.5-flash-preview",
+                                  "publishers/google/models/gemini-live-2.5-flash-preview",
+                                  "projects/p/locations/us-central1/publishers/google/models/gemini-live-2.5-flash-preview"])
+def test_model_names_resolve_with_any_prefix(name):
+    assert bare_model_id(name) == "gemini-live-2.5-flash-preview"
+    assert resolve_model(load_config(), name).llm == "default"
+
+
+def test_alias_table_is_extended_from_the_config_file(tmp_path: Path):
+    path = tmp_path / "c.toml"
+    path.write_text('[llm.remote]\nengine = "openai"\nbase_url = "http://h:1/v1"\n'
+                    '[models]\n"mine" = "remote"\n"gemini-live-2.5-flash" = { llm = "remote", display_name = "X" }\n')
+    config = load_config(path)
+    assert resolve_model(config, "models/mine").llm == "remote"
+    assert resolve_model(config, "gemini-live-2.5-flash").display_name == "X"
+    assert resolve_model(config, "gemini-2.0-flash-live-001").llm == "default"
+    assert resolve_model(config, "models/unknown") is None
+    assert config.used_llms == ["default", "remote"]
+
+
+@pytest.mark.parametrize("text, needle", [
+    ('[server]\nprot = 1\n', "unknown setting(s) prot"),
+    ('[llm.x]\nengine = "magic"\n[models]\n"m" = "x"\n', "engine must be one of"),
+    ('[llm.x]\nengine = "openai"\n', "needs base_url"),
+    ('[models]\n"m" = "nope"\n', "which no [llm.nope] defines"),
+    ('[servers]\n', "unknown section"),
+])
+def test_bad_config_is_a_clear_error(tmp_path, text, needle):
+    path = tmp_path / "c.toml"
+    path.write_text(text)
+    with pytest.raises(ConfigError) as info:
+        load_config(path)
+    assert needle in str(info.value)
+
+
+def test_no_keys_refuses_a_public_address_but_keys_allow_it(monkeypatch):
+    with pytest.raises(ConfigError, match="refusing to listen on 0.0.0.0"):
+        load_config(host="0.0.0.0")
+    monkeypatch.setenv("OPENLIVE_API_KEYS", "a, b")
+    config = load_config(host="0.0.0.0", api_keys=("c",))
+    assert config.api_keys == ("a", "b", "c")
+
+
+def test_environment_settings_and_flags_precedence(monkeypatch, tmp_path):
+    monkeypatch.setenv("OPENLIVE_PORT", "9999")
+    monkeypatch.setenv("OPENLIVE_DATA_DIR", str(tmp_path))
+    assert load_config().port == 9999 and load_config().data_dir == tmp_path
+    assert load_config(port=1234).port == 1234
+    monkeypatch.setenv("OPENLIVE_PORT", "http")
+    with pytest.raises(ConfigError, match="OPENLIVE_PORT"):
+        load_config()
+
+
+def test_llm_model_flag_changes_the_default_engine():
+    assert load_config(llm_model="smollm2-135m").llms["default"].model == "smollm2-135m"
+
+
+def test_credentials_from_every_place_the_sdks_put_them():
+    assert credential_from({"x-goog-api-key": "a"}, {}) == "a"
+    assert credential_from({}, {"key": "b"}) == "b"
+    assert credential_from({"authorization": "Bearer c"}, {}) == "c"
+    assert credential_from({}, {"access_token": "d"}) == "d"
+    assert credential_from({}, {}) is None
+
+
+def test_key_checker():
+    KeyChecker([]).check(None)  # open server: anything goes
+    checker = KeyChecker(["k1", "k2"])
+    checker.check("k2")
+    with pytest.raises(AuthError) as wrong:
+        checker.check("k3")
+    assert wrong.value.close_code == 1007
+    with pytest.raises(AuthError) as missing:
+        checker.check(None)
+    assert missing.value.close_code == 1008
+    assert "k1" not in repr(checker.__dict__)  # only digests are kept
