@@ -48,6 +48,7 @@ BUILTIN_MODEL_NAMES: tuple[str, ...] = (
 )
 
 LLM_ENGINE_KINDS = ("embedded", "openai", "scripted")
+VOICE_ENGINE_KINDS = ("piper", "espeak")
 
 
 class ConfigError(ValueError):
@@ -68,6 +69,45 @@ class LLMConfig:
     token_delay_ms: float | None = None
     timeout_s: float = 60.0
     extra_body: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class VoiceConfig:
+    """A voice name clients may ask for, and the engine and settings that speak it."""
+
+    name: str
+    engine: str = "espeak"  # piper | espeak
+    gender: str = "male"  # female | male
+    model: str = "joe"  # piper: packaged voice id or a path to a .onnx (with its .onnx.json)
+    length_scale: float = 1.0  # piper: > 1 speaks slower
+    speaker_id: int | None = None  # piper: multi-speaker models
+    variant: str = "m1"  # espeak: m1..m8, f1..f5
+    pitch: int = 50  # espeak: 0..100
+    rate: int = 175  # espeak: words per minute
+
+
+# The Live API's eight voices. Puck (the default) is the natural Piper voice; the others are
+# eSpeak NG variants tuned apart in pitch and pace so that each name sounds like someone else.
+DEFAULT_VOICES: dict[str, VoiceConfig] = {
+    v.name: v
+    for v in (
+        VoiceConfig("Puck", engine="piper", gender="male", model="joe"),
+        VoiceConfig("Charon", gender="male", variant="m3", pitch=25, rate=160),
+        VoiceConfig("Fenrir", gender="male", variant="m1", pitch=45, rate=195),
+        VoiceConfig("Orus", gender="male", variant="m7", pitch=40, rate=145),
+        VoiceConfig("Aoede", gender="female", variant="f1", pitch=62, rate=170),
+        VoiceConfig("Kore", gender="female", variant="f3", pitch=70, rate=175),
+        VoiceConfig("Leda", gender="female", variant="f4", pitch=90, rate=150),
+        VoiceConfig("Zephyr", gender="female", variant="f2", pitch=55, rate=195),
+    )
+}
+
+
+@dataclass(frozen=True)
+class SpeechConfig:
+    default_voice: str = "Puck"
+    chunk_ms: int = 200  # audio per server message: small enough to play as it comes
+    max_parallel: int = 2  # syntheses running at once across all sessions (CPU-bound)
 
 
 @dataclass(frozen=True)
@@ -97,11 +137,14 @@ class Config:
     log_format: str = "text"
     llms: dict[str, LLMConfig] = field(default_factory=lambda: {"default": LLMConfig("default")})
     models: dict[str, ModelEntry] = field(default_factory=dict)
+    voices: dict[str, VoiceConfig] = field(default_factory=dict)
+    speech: SpeechConfig = field(default_factory=SpeechConfig)
 
     def __post_init__(self) -> None:
         table = {name: ModelEntry(name) for name in BUILTIN_MODEL_NAMES}
         table.update(self.models)
         object.__setattr__(self, "models", table)
+        object.__setattr__(self, "voices", {**DEFAULT_VOICES, **self.voices})
         object.__setattr__(self, "data_dir", Path(self.data_dir).expanduser())
 
     @property
@@ -118,6 +161,13 @@ class Config:
                 raise ConfigError(f"[llm.{llm.name}] engine must be one of {', '.join(LLM_ENGINE_KINDS)}")
             if llm.engine == "openai" and not llm.base_url:
                 raise ConfigError(f"[llm.{llm.name}] engine 'openai' needs base_url")
+        for voice in self.voices.values():
+            if voice.engine not in VOICE_ENGINE_KINDS:
+                raise ConfigError(f"[voices.{voice.name}] engine must be one of {', '.join(VOICE_ENGINE_KINDS)}")
+            if voice.gender not in ("female", "male"):
+                raise ConfigError(f"[voices.{voice.name}] gender must be female or male")
+        if self.speech.default_voice not in self.voices:
+            raise ConfigError(f"[speech] default_voice {self.speech.default_voice!r} is not a configured voice")
         if self.tls and bool(self.tls_cert) != bool(self.tls_key):
             raise ConfigError("tls_cert and tls_key go together")
         if not self.api_keys and not is_loopback(self.host):
@@ -142,6 +192,15 @@ def _llm_from_table(name: str, table: dict[str, Any]) -> LLMConfig:
     return LLMConfig(name=name, **values)
 
 
+def _table(cls: type, section: str, values: dict[str, Any], **fixed: Any) -> Any:
+    """Build a settings dataclass from a TOML table, refusing settings it does not have."""
+    allowed = set(cls.__dataclass_fields__) - set(fixed)
+    unknown = set(values) - allowed
+    if unknown:
+        raise ConfigError(f"[{section}]: unknown setting(s) {', '.join(sorted(unknown))}")
+    return cls(**fixed, **values)
+
+
 def _model_from_value(name: str, value: Any) -> ModelEntry:
     if isinstance(value, str):
         return ModelEntry(name, llm=value)
@@ -159,6 +218,14 @@ _ENV_SETTINGS = {"OPENLIVE_HOST": ("host", str), "OPENLIVE_PORT": ("port", int),
                  "OPENLIVE_DATA_DIR": ("data_dir", Path)}
 
 
+def _voice_base(name: str) -> dict[str, Any]:
+    """A [voices.X] table for a built-in name changes only the settings it gives."""
+    base = DEFAULT_VOICES.get(name)
+    if base is None:
+        return {}
+    return {k: getattr(base, k) for k in VoiceConfig.__dataclass_fields__ if k != "name"}
+
+
 def load_config(path: Path | None = None, **overrides: Any) -> Config:
     """Read the TOML file (if any), then the OPENLIVE_* environment, then non-None overrides."""
     data: dict[str, Any] = {}
@@ -168,7 +235,7 @@ def load_config(path: Path | None = None, **overrides: Any) -> Config:
             data = tomllib.loads(Path(path).expanduser().read_text(encoding="utf-8"))
         except (OSError, tomllib.TOMLDecodeError) as exc:
             raise ConfigError(f"cannot read config {path}: {exc}") from exc
-    unknown = set(data) - {"server", "llm", "models"}
+    unknown = set(data) - {"server", "llm", "models", "voices", "speech"}
     if unknown:
         raise ConfigError(f"unknown section(s) in {path}: {', '.join(sorted(unknown))}")
     server = dict(data.get("server", {}))
@@ -184,7 +251,10 @@ def load_config(path: Path | None = None, **overrides: Any) -> Config:
     llms = {"default": LLMConfig("default")}
     llms.update({name: _llm_from_table(name, table) for name, table in data.get("llm", {}).items()})
     models = {name: _model_from_value(name, value) for name, value in data.get("models", {}).items()}
-    config = Config(**server, llms=llms, models=models)
+    voices = {name: _table(VoiceConfig, f"voices.{name}", {**_voice_base(name), **table}, name=name)
+              for name, table in data.get("voices", {}).items()}
+    speech = _table(SpeechConfig, "speech", data.get("speech", {}))
+    config = Config(**server, llms=llms, models=models, voices=voices, speech=speech)
 
     env_keys = tuple(k.strip() for k in os.environ.get("OPENLIVE_API_KEYS", "").split(",") if k.strip())
     llm_model = overrides.pop("llm_model", None)

@@ -12,6 +12,7 @@ from .llm.embedded import EmbeddedLlamaEngine
 from .llm.openai_compat import OpenAICompatEngine
 from .llm.packaged import resolve_model_file
 from .llm.scripted import ScriptedEngine
+from .tts.registry import VoiceRegistry
 
 log = logging.getLogger(__name__)
 
@@ -43,6 +44,7 @@ class Engines:
     def __init__(self, config: Config) -> None:
         self.config = config
         self.llms: dict[str, LLMEngine] = {}
+        self.voices: VoiceRegistry | None = None
         self.ready = asyncio.Event()
         self.error: BaseException | None = None
         self._settled = asyncio.Event()  # set once start() has either succeeded or failed
@@ -53,6 +55,10 @@ class Engines:
                 engine = build_llm(self.config.llms[name], self.config.data_dir)
                 await engine.start()
                 self.llms[name] = engine
+            voices = VoiceRegistry.from_config(self.config)
+            await voices.load()
+            self.voices = voices
+            log.info("voices ready: %s", ", ".join(voices.names()))
             self.ready.set()
             log.info("engines ready: %s", ", ".join(self.llms))
         except Exception as exc:
@@ -73,3 +79,6 @@ class Engines:
         for engine in self.llms.values():
             await engine.aclose()
         self.llms.clear()
+        if self.voices is not None:
+            self.voices.close()
+            self.voices = None

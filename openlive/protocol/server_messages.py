@@ -22,6 +22,15 @@ def text_part(text: str) -> dict[str, Any]:
     return {"text": text}
 
 
+def audio_part(pcm: bytes, rate: int) -> dict[str, Any]:
+    # Raw bytes: the codec base64-encodes them once, when the frame is written.
+    return {"inlineData": {"mimeType": f"audio/pcm;rate={rate}", "data": pcm}}
+
+
+def output_transcription(text: str) -> dict[str, Any]:
+    return {"serverContent": {"outputTranscription": {"text": text}}}
+
+
 def generation_complete() -> dict[str, Any]:
     return {"serverContent": {"generationComplete": True}}
 

@@ -212,7 +212,8 @@ class OpenLiveApp:
             raise unavailable()
         log.info("setup model=%s llm=%s api=%s%s", setup.model, entry.llm, route.api_version,
                  " vertex" if route.vertex else "")
-        session = LiveSession(setup, llm=self.engines.llms[entry.llm], send=conn.send, session_id=session_id)
+        session = LiveSession(setup, llm=self.engines.llms[entry.llm], send=conn.send, session_id=session_id,
+                              voices=self.engines.voices, speech=self.config.speech)
         await session.start()
         return session
 

@@ -15,10 +15,18 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
+import soxr
+
+from ..config import SpeechConfig
 from ..engines.llm.base import ChatMessage, ChatRequest, EngineError, Finished, LLMEngine, SamplingParams, TextDelta
+from ..engines.tts.base import TTSError, TTSVoice
+from ..engines.tts.registry import VoiceRegistry
 from ..protocol import server_messages as sm
 from ..protocol.errors import ProtocolError, internal_error, invalid_argument
 from ..protocol.messages import ClientContent, ClientEvent, ContextUpdate, RealtimeInput, Setup, ToolResponse
+from .languages import canonical_language, language_name
+from .speech import ClauseSegmenter, pcm_chunks
 
 log = logging.getLogger(__name__)
 
@@ -38,6 +46,9 @@ class SessionOptions:
     modality: str = "TEXT"
     system_instruction: str = ""
     params: SamplingParams = field(default_factory=SamplingParams)
+    voice_name: str | None = None
+    language: str | None = None
+    output_transcription: bool = False
 
     @classmethod
     def from_setup(cls, setup: Setup) -> "SessionOptions":
@@ -51,6 +62,7 @@ class SessionOptions:
         if modality not in ("TEXT", "AUDIO"):
             raise invalid_argument(f"Request contains an invalid argument: response modality {modality} is not supported.")
         params = SamplingParams()
+        voice_name = language = None
         if gen is not None:
             params = SamplingParams(
                 temperature=gen.temperature,
@@ -62,8 +74,28 @@ class SessionOptions:
                 presence_penalty=gen.presence_penalty,
                 frequency_penalty=gen.frequency_penalty,
             )
+            speech = gen.speech_config
+            if speech is not None:
+                if speech.multi_speaker_voice_config is not None:
+                    raise invalid_argument("Request contains an invalid argument: multi-speaker voice config is not "
+                                           "supported in the Live API.")
+                prebuilt = speech.voice_config.prebuilt_voice_config if speech.voice_config else None
+                voice_name = prebuilt.voice_name if prebuilt else None
+                language = speech.language_code or None
+        if language is not None:
+            language = canonical_language(language) or language
         system = setup.system_instruction.text() if setup.system_instruction else ""
-        return cls(modality=modality, system_instruction=system, params=params)
+        return cls(modality=modality, system_instruction=system, params=params, voice_name=voice_name,
+                   language=language, output_transcription=setup.output_audio_transcription is not None)
+
+
+@dataclass
+class _Reply:
+    """What one reply has put on the wire so far: the history keeps exactly this."""
+
+    sent: list[str] = field(default_factory=list)
+    finished: Finished | None = None
+    audio_bytes: int = 0
 
 
 class LiveSession:
@@ -74,12 +106,17 @@ class LiveSession:
         llm: LLMEngine,
         send: Send,
         session_id: str | None = None,
+        voices: VoiceRegistry | None = None,
+        speech: SpeechConfig | None = None,
     ) -> None:
         self.setup = setup
         self.llm = llm
         self._send = send
         self.session_id = session_id or uuid.uuid4().hex
         self.options = SessionOptions.from_setup(setup)
+        self.voices = voices
+        self.speech = speech or SpeechConfig()
+        self.voice: TTSVoice | None = None
         self.history: list[Turn] = []
         self._reply: asyncio.Task[None] | None = None
         # Set when the session must end: the transport closes with this error's code and reason.
@@ -91,10 +128,17 @@ class LiveSession:
         if self.setup.tools:
             log.warning("setup declares tools; this server does not call tools yet, so the model answers without them")
         if self.options.modality == "AUDIO":
-            # Speech output needs a synthesizer in the pipeline; say so instead of sending silence.
-            raise ProtocolError(1008, "Operation is not implemented, or supported, or enabled: AUDIO responses. "
-                                      "Use responseModalities TEXT.")
+            self.voice = self._choose_voice()
         await self._send(sm.setup_complete(self.session_id))
+
+    def _choose_voice(self) -> TTSVoice:
+        if self.voices is None:
+            raise ProtocolError(1008, "Operation is not implemented, or supported, or enabled: AUDIO responses.")
+        voice = self.voices.find(self.options.voice_name)
+        if voice is None:
+            raise invalid_argument(f"Request contains an invalid argument: voice {self.options.voice_name!r} is not "
+                                   f"available; use one of {', '.join(self.voices.names())}.")
+        return self.voices.for_language(voice, self.options.language)
 
     async def aclose(self) -> None:
         task, self._reply = self._reply, None
@@ -154,10 +198,21 @@ class LiveSession:
         else:
             self.history.append(Turn(role, text))
 
+    def _system_prompt(self) -> str:
+        parts = [self.options.system_instruction] if self.options.system_instruction else []
+        language = language_name(self.options.language)
+        if language:
+            parts.append(f"Always answer in {language}.")
+        if self.options.modality == "AUDIO":
+            parts.append("Your answers are spoken aloud: use short plain sentences, with no markdown, lists, "
+                         "code or emoji.")
+        return "\n\n".join(parts)
+
     def _chat_request(self) -> ChatRequest:
         messages: list[ChatMessage] = []
-        if self.options.system_instruction:
-            messages.append(ChatMessage("system", self.options.system_instruction))
+        system = self._system_prompt()
+        if system:
+            messages.append(ChatMessage("system", system))
         for turn in self.history:
             messages.append(ChatMessage("assistant" if turn.role == "model" else "user", turn.text))
         return ChatRequest(tuple(messages), self.options.params)
@@ -166,19 +221,14 @@ class LiveSession:
         self._reply = asyncio.create_task(self._run_reply(), name=f"reply-{self.session_id}")
 
     async def _run_reply(self) -> None:
-        sent: list[str] = []
-        finished: Finished | None = None
-        completed = False
+        reply = _Reply()
         try:
-            async for chunk in self.llm.stream(self._chat_request()):
-                if isinstance(chunk, TextDelta):
-                    await self._send(sm.model_turn([sm.text_part(chunk.text)]))
-                    sent.append(chunk.text)
-                elif isinstance(chunk, Finished):
-                    finished = chunk
-            completed = True
-        except EngineError as exc:
-            log.error("LLM engine failed: %s", exc)
+            if self.voice is None:
+                await self._reply_text(reply)
+            else:
+                await self._reply_audio(reply, self.voice)
+        except (EngineError, TTSError) as exc:
+            log.error("engine failed: %s", exc)
             self._fail(internal_error())
             return
         except asyncio.CancelledError:
@@ -189,20 +239,71 @@ class LiveSession:
             return
         finally:
             # History holds what the client actually received, whether the reply ended or was cut.
-            if sent:
-                self._append("model", "".join(sent))
-        if completed:
-            await self._send(sm.generation_complete())
-            await self._send(sm.turn_complete(self._usage(finished)))
+            if reply.sent:
+                self._append("model", " ".join(reply.sent) if self.voice else "".join(reply.sent))
+        await self._send(sm.generation_complete())
+        await self._send(sm.turn_complete(self._usage(reply)))
 
-    def _usage(self, finished: Finished | None) -> sm.Usage | None:
+    async def _reply_text(self, reply: _Reply) -> None:
+        async for chunk in self.llm.stream(self._chat_request()):
+            if isinstance(chunk, TextDelta):
+                await self._send(sm.model_turn([sm.text_part(chunk.text)]))
+                reply.sent.append(chunk.text)
+            elif isinstance(chunk, Finished):
+                reply.finished = chunk
+
+    async def _reply_audio(self, reply: _Reply, voice: TTSVoice) -> None:
+        """Speak the reply as the LLM writes it: clause by clause, synthesis overlapping generation."""
+        # Unbounded on purpose: it holds short strings, at most one per clause of one reply.
+        clauses: asyncio.Queue[str | None] = asyncio.Queue()
+
+        async def write() -> None:
+            segmenter = ClauseSegmenter()
+            try:
+                async for chunk in self.llm.stream(self._chat_request()):
+                    if isinstance(chunk, TextDelta):
+                        for clause in segmenter.push(chunk.text):
+                            clauses.put_nowait(clause)
+                    elif isinstance(chunk, Finished):
+                        reply.finished = chunk
+                for clause in segmenter.flush():
+                    clauses.put_nowait(clause)
+            finally:
+                clauses.put_nowait(None)
+
+        writer = asyncio.create_task(write())
+        try:
+            loop = asyncio.get_running_loop()
+            chunk_s = self.speech.chunk_ms / 1000
+            assert self.voices is not None
+            while (clause := await clauses.get()) is not None:
+                pcm = await loop.run_in_executor(self.voices.executor, synthesize_24k, voice, clause,
+                                                 self.options.language)
+                if not pcm:
+                    continue
+                if self.options.output_transcription:
+                    await self._send(sm.output_transcription(clause if not reply.sent else " " + clause))
+                reply.sent.append(clause)
+                for piece in pcm_chunks(pcm, OUTPUT_RATE, chunk_s):
+                    await self._send(sm.model_turn([sm.audio_part(piece, OUTPUT_RATE)]))
+                    reply.audio_bytes += len(piece)
+            await writer  # re-raises an engine failure
+        finally:
+            if not writer.done():
+                writer.cancel()
+            await asyncio.gather(writer, return_exceptions=True)
+
+    def _usage(self, reply: _Reply) -> sm.Usage | None:
+        finished = reply.finished
         if finished is None:
             return None
-        return sm.Usage(
-            prompt_tokens=finished.prompt_tokens,
-            response_tokens=finished.completion_tokens,
-            cached_tokens=finished.cached_tokens,
-        )
+        usage = sm.Usage(prompt_tokens=finished.prompt_tokens, response_tokens=finished.completion_tokens,
+                         cached_tokens=finished.cached_tokens)
+        if self.voice is not None:
+            # The Live API counts speech at about 25 tokens a second.
+            usage.response_tokens = round(reply.audio_bytes / (2 * OUTPUT_RATE) * AUDIO_TOKENS_PER_SECOND)
+            usage.response_modality = "AUDIO"
+        return usage
 
     async def _interrupt(self) -> None:
         task = self._reply
@@ -218,3 +319,16 @@ class LiveSession:
     def _fail(self, error: ProtocolError) -> None:
         if not self.failure.done():
             self.failure.set_result(error)
+
+
+OUTPUT_RATE = 24000
+AUDIO_TOKENS_PER_SECOND = 25
+
+
+def synthesize_24k(voice: TTSVoice, text: str, language: str | None) -> bytes:
+    """Speak `text` and resample it once, to the Live API's 24 kHz (runs in a worker thread)."""
+    pcm = b"".join(voice.synthesize(text, language))
+    if voice.sample_rate == OUTPUT_RATE or not pcm:
+        return pcm
+    samples = np.frombuffer(pcm, dtype=np.int16)
+    return soxr.resample(samples, voice.sample_rate, OUTPUT_RATE, quality="HQ").astype(np.int16).tobytes()

@@ -132,6 +132,18 @@ match = "crash"
 error = "simulated engine failure"
 
 [[reply]]
+match = "deutsch"
+text = "Ich möchte morgen mit dem Zug nach Berlin fahren und meine Schwester besuchen."
+
+[[reply]]
+match = "français"
+text = "Bonjour, je voudrais réserver une table pour deux personnes ce soir. Nous arriverons vers huit heures, et nous aimerions une table près de la fenêtre, s'il vous plaît."
+
+[[reply]]
+match = "voice sample"
+text = "The quick brown fox jumps over the lazy dog. She sells sea shells by the sea shore."
+
+[[reply]]
 match = "long"
 text = "one two three four five six seven eight nine ten eleven twelve thirteen fourteen fifteen sixteen"
 """
@@ -159,3 +171,16 @@ def node_harness() -> Path:
     require(shutil.which("node") is not None, "node is not installed")
     require((harness / "node_modules" / "@google" / "genai").is_dir(), "run `npm ci` in tests/node")
     return harness
+
+
+@pytest.fixture(scope="session")
+def asr(data_dir: Path):
+    """The embedded speech recognizers, to hear what the server said: tiny.en and multilingual base."""
+    from openlive.engines.asr.whisper import WhisperASR, resolve_asr_model
+
+    models = {}
+    for name in ("whisper-tiny.en", "whisper-base"):
+        model = WhisperASR(name, resolve_asr_model(name, data_dir, progress=False))
+        model.load()
+        models[name] = model
+    return models

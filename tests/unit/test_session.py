@@ -186,3 +186,125 @@ async def test_close_cancels_a_running_reply():
     count = len(sent)
     await asyncio.sleep(0.15)
     assert len(sent) == count and not session.replying
+
+
+# ---------------------------------------------------------------------------- speech out
+
+import base64
+import math
+import threading
+import time
+
+from openlive.engines.tts.base import VoiceInfo
+from openlive.engines.tts.registry import VoiceRegistry
+
+
+class ToneVoice:
+    """A deterministic voice: 50 ms of tone per character, so durations are predictable."""
+
+    def __init__(self, name, gender="male", languages=None, rate=16000, hz=120):
+        self.info = VoiceInfo(name, gender, frozenset(languages) if languages else None, "tone")
+        self.sample_rate, self.hz = rate, hz
+        self.calls: list[tuple[str, str | None, float]] = []
+
+    def load(self):
+        pass
+
+    def synthesize(self, text, language=None):
+        self.calls.append((text, language, time.monotonic()))
+        n = int(self.sample_rate * 0.05 * len(text))
+        samples = [int(8000 * math.sin(2 * math.pi * self.hz * i / self.sample_rate)) for i in range(n)]
+        yield b"".join(s.to_bytes(2, "little", signed=True) for s in samples)
+
+
+def registry(*voices):
+    return VoiceRegistry({v.info.name: v for v in voices}, voices[0].info.name)
+
+
+async def open_audio_session(speech_config=None, engine=None, voices=None, extra=None):
+    sent = []
+
+    async def send(message):
+        sent.append(message)
+
+    gen = {"responseModalities": ["AUDIO"], **({"speechConfig": speech_config} if speech_config else {})}
+    setup = ev({"setup": {"model": "models/x", "generationConfig": gen, **(extra or {})}})
+    voices = voices or registry(ToneVoice("Puck"), ToneVoice("Kore", "female", hz=220))
+    session = LiveSession(setup, llm=Recorder(engine or ScriptedEngine("s")), send=send, session_id="a", voices=voices)
+    await session.start()
+    return session, sent, voices
+
+
+def audio_of(sent):
+    parts = [p for m in sent for p in m.get("serverContent", {}).get("modelTurn", {}).get("parts", [])]
+    assert all("text" not in p for p in parts)  # speech replies carry no text parts
+    blobs = [p["inlineData"] for p in parts]
+    assert all(b["mimeType"] == "audio/pcm;rate=24000" for b in blobs)
+    return blobs
+
+
+async def test_audio_reply_is_24k_pcm_over_several_messages_with_output_transcription():
+    session, sent, voices = await open_audio_session(extra={"outputAudioTranscription": {}})
+    await session.handle(user("hello there, how are you today"))
+    await settle(session)
+    blobs = audio_of(sent)
+    assert len(blobs) >= 3
+    pcm = b"".join(b["data"] for b in blobs)
+    spoken = "".join(m["serverContent"]["outputTranscription"]["text"] for m in sent
+                     if "outputTranscription" in m.get("serverContent", {}))
+    assert spoken == "You said: hello there, how are you today"
+    # 50 ms per character at 16 kHz, resampled once to 24 kHz: the duration survives resampling.
+    seconds = len(pcm) / 2 / 24000
+    expected = 0.05 * sum(len(t) for t, _, _ in voices.voices["Puck"].calls)
+    assert abs(seconds - expected) < 0.01
+    assert kinds(sent)[-2:] == ["generationComplete", "turnComplete"]
+    usage = sent[-1]["usageMetadata"]
+    assert usage["responseTokensDetails"][0]["modality"] == "AUDIO"
+    assert usage["responseTokenCount"] == round(seconds * 25)
+
+
+async def test_speech_starts_before_the_llm_finishes():
+    engine = ScriptedEngine("slow", token_delay_ms=40)
+    session, sent, voices = await open_audio_session(engine=engine)
+    started = time.monotonic()
+    await session.handle(user("one two three, four five six seven eight nine ten eleven twelve"))
+    await settle(session)
+    finished = time.monotonic()
+    first_synth = voices.voices["Puck"].calls[0][2]
+    assert len(voices.voices["Puck"].calls) >= 2
+    assert first_synth - started < (finished - started) / 2
+
+
+async def test_unknown_voice_is_refused_at_setup_and_names_are_case_insensitive():
+    with pytest.raises(ProtocolError) as info:
+        await open_audio_session({"voiceConfig": {"prebuiltVoiceConfig": {"voiceName": "Nobody"}}})
+    assert info.value.code == 1007 and "Nobody" in info.value.reason
+    session, _, voices = await open_audio_session({"voice_config": {"prebuilt_voice_config": {"voice_name": "kore"}}})
+    assert session.voice is voices.voices["Kore"]
+
+
+async def test_language_selects_a_voice_that_speaks_it_and_tells_the_llm():
+    english_only = ToneVoice("Puck", languages={"en"})
+    any_male = ToneVoice("Orus")
+    session, sent, _ = await open_audio_session({"languageCode": "de-DE"}, voices=registry(english_only, any_male))
+    assert session.voice is any_male
+    await session.handle(user("hallo"))
+    await settle(session)
+    assert any_male.calls[0][1] == "de-DE"
+    system = session.llm.requests[0].messages[0]
+    assert system.role == "system" and "Always answer in German." in system.content
+
+
+async def test_interrupted_speech_stops_and_history_keeps_what_was_spoken():
+    engine = ScriptedEngine("slow", token_delay_ms=20)
+    session, sent, _ = await open_audio_session(engine=engine)
+    await session.handle(user("First sentence here. Second sentence here. Third sentence here. Fourth one here."))
+    while not any("modelTurn" in m.get("serverContent", {}) for m in sent):
+        await asyncio.sleep(0.005)
+    await session.handle(user("stop"))
+    at = kinds(sent).index("interrupted")
+    assert not any("modelTurn" in m.get("serverContent", {}) for m in sent[at:at + 2])
+    await settle(session)
+    spoken_before = session.llm.requests[-1].messages[-2]
+    assert spoken_before.role == "assistant" and "Fourth" not in spoken_before.content
+    assert spoken_before.content.startswith("You said:")
