@@ -14,11 +14,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
-import os
-import platform
-import socket
-import ssl
 import statistics
 import subprocess
 import sys
@@ -26,45 +21,14 @@ import tempfile
 import time
 from pathlib import Path
 
-import httpx
+from common import free_port, machine, progress, start_openlive, stop, summary_ms, wait_http, write_result
 
 from openlive.engines.llm.base import ChatMessage, ChatRequest, SamplingParams, TextDelta
 from openlive.engines.llm.openai_compat import OpenAICompatEngine
 from openlive.engines.llm.packaged import resolve_model_file
-from openlive.server.tls import ensure_self_signed
 
 SYSTEM = "Answer in one short sentence."
 MAX_TOKENS = 8
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def wait_http(url: str, process: subprocess.Popen, verify: ssl.SSLContext | bool = True, timeout: float = 180) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise SystemExit(f"{process.args} exited with {process.returncode}")
-        try:
-            if httpx.get(url, verify=verify, timeout=2).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.2)
-    raise SystemExit(f"{url} not ready after {timeout}s")
-
-
-def percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(round(q * (len(ordered) - 1))))]
-
-
-def summary(values: list[float]) -> dict[str, float]:
-    return {"p50_ms": round(percentile(values, 0.5) * 1000, 2), "p90_ms": round(percentile(values, 0.9) * 1000, 2),
-            "mean_ms": round(statistics.fmean(values) * 1000, 2), "n": len(values)}
 
 
 async def direct_ttft(engine: OpenAICompatEngine, prompt: str) -> float:
@@ -100,7 +64,7 @@ async def run(samples: int, data_dir: Path, workdir: Path) -> dict:
     from google.genai import types
 
     model = resolve_model_file("qwen2.5-coder-0.5b", data_dir, progress=True)
-    llama_port, openlive_port = free_port(), free_port()
+    llama_port = free_port()
     procs: list[subprocess.Popen] = []
     try:
         procs.append(subprocess.Popen([sys.executable, "-m", "openlive.engines.llm.llama_server", "--model", str(model),
@@ -108,15 +72,10 @@ async def run(samples: int, data_dir: Path, workdir: Path) -> dict:
                                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
         llm_url = f"http://127.0.0.1:{llama_port}/v1"
         wait_http(f"{llm_url}/models", procs[-1])
-        cert, _ = ensure_self_signed(data_dir / "tls")
         config = workdir / "bench.toml"
         config.write_text(f'[llm.default]\nengine = "openai"\nbase_url = "{llm_url}"\nmodel = "qwen"\n')
-        procs.append(subprocess.Popen([sys.executable, "-m", "openlive", "serve", "--config", str(config), "--data-dir",
-                                       str(data_dir), "--port", str(openlive_port), "--log-level", "WARNING"],
-                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
-        base = f"https://127.0.0.1:{openlive_port}"
-        wait_http(f"{base}/healthz", procs[-1], verify=ssl.create_default_context(cafile=str(cert)))
-        os.environ["SSL_CERT_FILE"] = str(cert)
+        openlive, base = start_openlive(data_dir, config)
+        procs.append(openlive)
         client = genai.Client(api_key="bench", http_options=types.HttpOptions(base_url=base))
         engine = OpenAICompatEngine("direct", llm_url, model="qwen")
 
@@ -138,20 +97,17 @@ async def run(samples: int, data_dir: Path, workdir: Path) -> dict:
                     direct.append(await direct_ttft(engine, prompt))
                 else:
                     through.append(await server_ttft(client, prompt))
-            print(f"\rsample {i + 1}/{samples}: direct {direct[-1] * 1000:.1f} ms, "
-                  f"through openlive {through[-1] * 1000:.1f} ms", end="", file=sys.stderr, flush=True)
-        print(file=sys.stderr)
+            progress(f"sample {i + 1}/{samples}: direct {direct[-1] * 1000:.1f} ms, "
+                     f"through openlive {through[-1] * 1000:.1f} ms")
         await engine.aclose()
     finally:
-        for p in reversed(procs):
-            p.terminate()
-            p.wait(10)
+        stop(*reversed(procs))
     paired = [t - d for t, d in zip(through, direct)]
-    d, t = summary(direct), summary(through)
+    d, t = summary_ms(direct), summary_ms(through)
     return {
         "benchmark": "text_ttft",
         "model": "qwen2.5-coder-0.5b (llama.cpp server, separate process)",
-        "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version()},
+        "machine": machine(),
         "max_tokens": MAX_TOKENS,
         "direct": d,
         "through_openlive": t,
@@ -166,13 +122,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--samples", type=int, default=20)
     parser.add_argument("--data-dir", type=Path, default=Path("~/.openlive").expanduser())
-    parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "text_ttft.json")
+    parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as workdir:
         result = asyncio.run(run(args.samples, args.data_dir.expanduser(), Path(workdir)))
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(result, indent=2) + "\n")
-    print(json.dumps(result, indent=2))
+    write_result("text_ttft", result, args.out)
 
 
 if __name__ == "__main__":
