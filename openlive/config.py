@@ -107,7 +107,18 @@ DEFAULT_VOICES: dict[str, VoiceConfig] = {
 class SpeechConfig:
     default_voice: str = "Puck"
     chunk_ms: int = 200  # audio per server message: small enough to play as it comes
+    # How far speech may run ahead of real time. Holding the rest back means a barge-in stops the
+    # reply close to where the listener is, and history keeps what was heard. 0: no pacing.
+    max_lead_ms: int = 1000
     max_parallel: int = 2  # syntheses running at once across all sessions (CPU-bound)
+
+
+@dataclass(frozen=True)
+class ASRConfig:
+    model: str = "whisper-tiny.en"  # or "whisper-base" (multilingual), a CTranslate2 folder, "hf:<name>"
+    language: str | None = None  # a fixed language; None: the session's languageCode, else detect
+    cpu_threads: int = 2
+    max_waiting: int = 16  # utterances queued across sessions before new ones wait
 
 
 @dataclass(frozen=True)
@@ -139,6 +150,7 @@ class Config:
     models: dict[str, ModelEntry] = field(default_factory=dict)
     voices: dict[str, VoiceConfig] = field(default_factory=dict)
     speech: SpeechConfig = field(default_factory=SpeechConfig)
+    asr: ASRConfig = field(default_factory=ASRConfig)
 
     def __post_init__(self) -> None:
         table = {name: ModelEntry(name) for name in BUILTIN_MODEL_NAMES}
@@ -235,7 +247,7 @@ def load_config(path: Path | None = None, **overrides: Any) -> Config:
             data = tomllib.loads(Path(path).expanduser().read_text(encoding="utf-8"))
         except (OSError, tomllib.TOMLDecodeError) as exc:
             raise ConfigError(f"cannot read config {path}: {exc}") from exc
-    unknown = set(data) - {"server", "llm", "models", "voices", "speech"}
+    unknown = set(data) - {"server", "llm", "models", "voices", "speech", "asr"}
     if unknown:
         raise ConfigError(f"unknown section(s) in {path}: {', '.join(sorted(unknown))}")
     server = dict(data.get("server", {}))
@@ -254,7 +266,8 @@ def load_config(path: Path | None = None, **overrides: Any) -> Config:
     voices = {name: _table(VoiceConfig, f"voices.{name}", {**_voice_base(name), **table}, name=name)
               for name, table in data.get("voices", {}).items()}
     speech = _table(SpeechConfig, "speech", data.get("speech", {}))
-    config = Config(**server, llms=llms, models=models, voices=voices, speech=speech)
+    asr = _table(ASRConfig, "asr", data.get("asr", {}))
+    config = Config(**server, llms=llms, models=models, voices=voices, speech=speech, asr=asr)
 
     env_keys = tuple(k.strip() for k in os.environ.get("OPENLIVE_API_KEYS", "").split(",") if k.strip())
     llm_model = overrides.pop("llm_model", None)

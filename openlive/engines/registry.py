@@ -12,7 +12,10 @@ from .llm.embedded import EmbeddedLlamaEngine
 from .llm.openai_compat import OpenAICompatEngine
 from .llm.packaged import resolve_model_file
 from .llm.scripted import ScriptedEngine
+from .asr.service import SharedASR
+from .asr.whisper import WhisperASR, resolve_asr_model
 from .tts.registry import VoiceRegistry
+from .vad.silero import SileroVAD
 
 log = logging.getLogger(__name__)
 
@@ -23,6 +26,7 @@ def prepare_model_files(config: Config, *, progress: bool = True) -> None:
         llm = config.llms[name]
         if llm.engine == "embedded":
             resolve_model_file(llm.model, config.data_dir, progress=progress)
+    resolve_asr_model(config.asr.model, config.data_dir, progress=progress)
 
 
 def build_llm(llm: LLMConfig, data_dir: Path) -> LLMEngine:
@@ -45,6 +49,8 @@ class Engines:
         self.config = config
         self.llms: dict[str, LLMEngine] = {}
         self.voices: VoiceRegistry | None = None
+        self.asr: SharedASR | None = None
+        self.vad_factory = SileroVAD
         self.ready = asyncio.Event()
         self.error: BaseException | None = None
         self._settled = asyncio.Event()  # set once start() has either succeeded or failed
@@ -59,6 +65,14 @@ class Engines:
             await voices.load()
             self.voices = voices
             log.info("voices ready: %s", ", ".join(voices.names()))
+            cfg = self.config.asr
+            model = WhisperASR(cfg.model, resolve_asr_model(cfg.model, self.config.data_dir, progress=False),
+                               cpu_threads=cfg.cpu_threads, language=cfg.language)
+            asr = SharedASR(model, max_waiting=cfg.max_waiting)
+            await asr.load()
+            await asyncio.to_thread(SileroVAD)  # fail at start-up, not in a session, if the VAD is broken
+            self.asr = asr
+            log.info("speech recognition ready: %s", cfg.model)
             self.ready.set()
             log.info("engines ready: %s", ", ".join(self.llms))
         except Exception as exc:
@@ -82,3 +96,6 @@ class Engines:
         if self.voices is not None:
             self.voices.close()
             self.voices = None
+        if self.asr is not None:
+            self.asr.close()
+            self.asr = None

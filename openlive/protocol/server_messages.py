@@ -31,6 +31,10 @@ def output_transcription(text: str) -> dict[str, Any]:
     return {"serverContent": {"outputTranscription": {"text": text}}}
 
 
+def input_transcription(text: str, finished: bool = True) -> dict[str, Any]:
+    return {"serverContent": {"inputTranscription": {"text": text, "finished": finished}}}
+
+
 def generation_complete() -> dict[str, Any]:
     return {"serverContent": {"generationComplete": True}}
 

@@ -213,7 +213,8 @@ class OpenLiveApp:
         log.info("setup model=%s llm=%s api=%s%s", setup.model, entry.llm, route.api_version,
                  " vertex" if route.vertex else "")
         session = LiveSession(setup, llm=self.engines.llms[entry.llm], send=conn.send, session_id=session_id,
-                              voices=self.engines.voices, speech=self.config.speech)
+                              voices=self.engines.voices, speech=self.config.speech, asr=self.engines.asr,
+                              vad_factory=self.engines.vad_factory)
         await session.start()
         return session
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -25,8 +26,12 @@ from ..engines.tts.registry import VoiceRegistry
 from ..protocol import server_messages as sm
 from ..protocol.errors import ProtocolError, internal_error, invalid_argument
 from ..protocol.messages import ClientContent, ClientEvent, ContextUpdate, RealtimeInput, Setup, ToolResponse
+from ..engines.asr.service import SharedASR
+from ..engines.asr.whisper import Transcript
+from .activity import Activity, ActivityParams
 from .languages import canonical_language, language_name
 from .speech import ClauseSegmenter, pcm_chunks
+from .user_audio import UserAudio, VoiceActivityModel, pcm_rate
 
 log = logging.getLogger(__name__)
 
@@ -49,6 +54,11 @@ class SessionOptions:
     voice_name: str | None = None
     language: str | None = None
     output_transcription: bool = False
+    input_transcription: bool = False
+    # None: the client marks turns with activityStart/activityEnd (automatic detection disabled).
+    activity: ActivityParams | None = field(default_factory=ActivityParams)
+    barge_in: bool = True  # START_OF_ACTIVITY_INTERRUPTS (the default) vs NO_INTERRUPTION
+    include_all_input: bool = False  # TURN_INCLUDES_ALL_INPUT
 
     @classmethod
     def from_setup(cls, setup: Setup) -> "SessionOptions":
@@ -85,8 +95,16 @@ class SessionOptions:
         if language is not None:
             language = canonical_language(language) or language
         system = setup.system_instruction.text() if setup.system_instruction else ""
-        return cls(modality=modality, system_instruction=system, params=params, voice_name=voice_name,
-                   language=language, output_transcription=setup.output_audio_transcription is not None)
+        realtime = setup.realtime_input_config
+        aad = realtime.automatic_activity_detection if realtime else None
+        return cls(
+            modality=modality, system_instruction=system, params=params, voice_name=voice_name, language=language,
+            output_transcription=setup.output_audio_transcription is not None,
+            input_transcription=setup.input_audio_transcription is not None,
+            activity=None if aad is not None and aad.disabled else ActivityParams.from_setup(aad),
+            barge_in=not (realtime and realtime.activity_handling == "NO_INTERRUPTION"),
+            include_all_input=bool(realtime and realtime.turn_coverage == "TURN_INCLUDES_ALL_INPUT"),
+        )
 
 
 @dataclass
@@ -96,6 +114,7 @@ class _Reply:
     sent: list[str] = field(default_factory=list)
     finished: Finished | None = None
     audio_bytes: int = 0
+    first_audio_at: float = 0.0
 
 
 class LiveSession:
@@ -108,6 +127,8 @@ class LiveSession:
         session_id: str | None = None,
         voices: VoiceRegistry | None = None,
         speech: SpeechConfig | None = None,
+        asr: SharedASR | None = None,
+        vad_factory: Callable[[], VoiceActivityModel] | None = None,
     ) -> None:
         self.setup = setup
         self.llm = llm
@@ -117,8 +138,14 @@ class LiveSession:
         self.voices = voices
         self.speech = speech or SpeechConfig()
         self.voice: TTSVoice | None = None
+        self.asr = asr
+        self.vad_factory = vad_factory
         self.history: list[Turn] = []
         self._reply: asyncio.Task[None] | None = None
+        self._user_audio: UserAudio | None = None
+        self._speculative: asyncio.Task[Transcript] | None = None  # recognition started in a pause
+        self._user_turns: set[asyncio.Task[None]] = set()
+        self._ignored: set[str] = set()
         # Set when the session must end: the transport closes with this error's code and reason.
         self.failure: asyncio.Future[ProtocolError] = asyncio.get_running_loop().create_future()
 
@@ -141,10 +168,11 @@ class LiveSession:
         return self.voices.for_language(voice, self.options.language)
 
     async def aclose(self) -> None:
-        task, self._reply = self._reply, None
-        if task is not None:
+        tasks = [t for t in (self._reply, self._speculative, *self._user_turns) if t is not None]
+        self._reply = self._speculative = None
+        for task in tasks:
             task.cancel()
-            await asyncio.gather(task, return_exceptions=True)
+        await asyncio.gather(*tasks, return_exceptions=True)
 
     @property
     def replying(self) -> bool:
@@ -176,14 +204,113 @@ class LiveSession:
             self._start_reply()
 
     async def _on_realtime_input(self, event: RealtimeInput) -> None:
+        manual = self.options.activity is None
+        if (event.activity_start is not None or event.activity_end is not None) and not manual:
+            raise invalid_argument("Request contains an invalid argument: activityStart and activityEnd need "
+                                   "automaticActivityDetection.disabled = true.")
+        if event.audio_stream_end and manual:
+            raise invalid_argument("Request contains an invalid argument: audioStreamEnd is only allowed while "
+                                   "automatic activity detection is on.")
+        if event.activity_start is not None:
+            await self._on_user_speech_start()
+            (await self._audio_input()).start_capture()
+        for blob in [b for b in (event.audio, *(event.media_chunks or ())) if b is not None]:
+            if blob.mime_type.lower().startswith("image/"):
+                self._ignore("video frames")  # no vision engine yet: frames are accepted, not seen
+            else:
+                await self._on_audio(blob.data, pcm_rate(blob.mime_type))
+        if event.video is not None:
+            self._ignore("video frames")
         if event.text is not None:
-            await self._interrupt()
+            if self.options.barge_in or not self.replying:
+                await self._interrupt()
+            await self._wait_reply()
             self._append("user", event.text)
             self._start_reply()
+        if event.audio_stream_end and self._user_audio is not None and self._user_audio.speaking:
+            self._end_user_turn()
+        if event.activity_end is not None and self._user_audio is not None and self._user_audio.capturing:
+            self._end_user_turn()
+
+    def _ignore(self, what: str) -> None:
+        if what not in self._ignored:
+            self._ignored.add(what)
+            log.warning("ignoring %s: this server has no engine for them", what)
+
+    # ------------------------------------------------------------------ speech in
+
+    async def _audio_input(self) -> UserAudio:
+        if self._user_audio is None:
+            if self.asr is None:
+                raise ProtocolError(1008, "Operation is not implemented, or supported, or enabled: audio input.")
+            vad = None
+            if self.options.activity is not None:
+                if self.vad_factory is None:
+                    raise ProtocolError(1008, "Operation is not implemented, or supported, or enabled: "
+                                              "automatic activity detection.")
+                vad = await asyncio.to_thread(self.vad_factory)  # loading the model takes ~40 ms
+            self._user_audio = UserAudio(vad, self.options.activity, include_all_input=self.options.include_all_input)
+        return self._user_audio
+
+    async def _on_audio(self, pcm: bytes, rate: int) -> None:
+        audio = await self._audio_input()
+        for activity in audio.feed(pcm, rate):
+            if activity is Activity.START:
+                await self._on_user_speech_start()
+            elif activity is Activity.PAUSE:
+                # Recognize during the silence window, so the transcript is ready when the turn ends.
+                self._drop_speculation()
+                self._speculative = asyncio.create_task(self._recognize(audio.utterance()))
+            elif activity is Activity.RESUME:
+                self._drop_speculation()  # the user went on: that transcript is already stale
+            elif activity is Activity.END:
+                self._end_user_turn()
+
+    async def _on_user_speech_start(self) -> None:
+        if self.options.barge_in and self.replying:
+            log.info("barge-in: the user spoke over the reply")
+            await self._interrupt()
+
+    def _drop_speculation(self) -> None:
+        if self._speculative is not None:
+            self._speculative.cancel()
+            self._speculative = None
+
+    def _end_user_turn(self) -> None:
+        assert self._user_audio is not None
+        pcm = self._user_audio.finish_turn()
+        speculative, self._speculative = self._speculative, None
+        task = asyncio.create_task(self._user_turn(pcm, speculative))
+        self._user_turns.add(task)
+        task.add_done_callback(self._user_turns.discard)
+
+    async def _recognize(self, pcm: bytes) -> Transcript:
+        assert self.asr is not None
+        return await self.asr.transcribe(pcm, self.options.language)
+
+    async def _user_turn(self, pcm: bytes, speculative: asyncio.Task[Transcript] | None) -> None:
+        try:
+            transcript = await (speculative if speculative is not None else self._recognize(pcm))
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("speech recognition failed")
+            self._fail(internal_error())
             return
-        if event.audio is not None or event.media_chunks or event.video is not None:
-            raise ProtocolError(1008, "Operation is not implemented, or supported, or enabled: realtime audio/video input.")
-        # activityStart/activityEnd/audioStreamEnd carry no text: nothing to do without audio input.
+        text = transcript.text.strip()
+        log.info("user said %r (%.1f s of audio)", text, len(pcm) / 32000)
+        if not text:
+            return  # noise, a cough, or a breath: no turn
+        if self.options.input_transcription:
+            await self._send(sm.input_transcription(text))
+        await self._wait_reply()  # with NO_INTERRUPTION the reply in progress finishes first
+        self._append("user", text)
+        self._start_reply()
+
+    async def _wait_reply(self) -> None:
+        task = self._reply
+        if task is not None and not task.done():
+            await asyncio.gather(task, return_exceptions=True)
 
     def _on_context_update(self, event: ContextUpdate) -> None:
         if event.system_instruction is not None:
@@ -285,6 +412,7 @@ class LiveSession:
                     await self._send(sm.output_transcription(clause if not reply.sent else " " + clause))
                 reply.sent.append(clause)
                 for piece in pcm_chunks(pcm, OUTPUT_RATE, chunk_s):
+                    await self._pace(reply)
                     await self._send(sm.model_turn([sm.audio_part(piece, OUTPUT_RATE)]))
                     reply.audio_bytes += len(piece)
             await writer  # re-raises an engine failure
@@ -292,6 +420,18 @@ class LiveSession:
             if not writer.done():
                 writer.cancel()
             await asyncio.gather(writer, return_exceptions=True)
+
+    async def _pace(self, reply: _Reply) -> None:
+        """Keep speech at most `max_lead_ms` ahead of a listener playing it as it arrives."""
+        now = time.monotonic()
+        if reply.audio_bytes == 0:
+            reply.first_audio_at = now
+        lead = self.speech.max_lead_ms / 1000
+        if lead <= 0:
+            return
+        ahead = reply.audio_bytes / (2 * OUTPUT_RATE) - (now - reply.first_audio_at)
+        if ahead > lead:
+            await asyncio.sleep(ahead - lead)
 
     def _usage(self, reply: _Reply) -> sm.Usage | None:
         finished = reply.finished

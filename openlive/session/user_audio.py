@@ -1,0 +1,162 @@
+"""The user's audio stream: resampled once to 16 kHz, framed for the VAD, cut into utterances.
+
+Synchronous and socket-free: the session feeds it blobs and acts on the `Activity` events it
+returns (barge-in, speculative recognition, end of turn), in order.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Protocol
+
+import numpy as np
+import soxr
+
+from ..protocol.errors import invalid_argument
+from .activity import Activity, ActivityDetector, ActivityParams
+
+RATE = 16000
+_RATE_PARAM = re.compile(r"rate\s*=\s*(\d+)", re.I)
+
+
+class VoiceActivityModel(Protocol):
+    frame_samples: int
+    frame_ms: float
+
+    def probability(self, frame: np.ndarray) -> float: ...
+
+    def reset(self) -> None: ...
+
+
+def pcm_rate(mime_type: str) -> int:
+    """The sample rate of an `audio/pcm;rate=N` blob (16 kHz when not given, as the docs assume)."""
+    kind = mime_type.split(";")[0].strip().lower()
+    if kind not in ("audio/pcm", "audio/l16", "audio/raw", "audio/x-raw"):
+        raise invalid_argument(f"Request contains an invalid argument: unsupported audio mime type {mime_type!r}; "
+                               "send audio/pcm;rate=16000 (16-bit little-endian mono).")
+    match = _RATE_PARAM.search(mime_type)
+    rate = int(match.group(1)) if match else RATE
+    if not 8000 <= rate <= 192000:
+        raise invalid_argument(f"Request contains an invalid argument: unsupported audio rate {rate}.")
+    return rate
+
+
+class UserAudio:
+    def __init__(self, vad: VoiceActivityModel | None, params: ActivityParams | None, *,
+                 include_all_input: bool = False, preroll_ms: int = 300, max_turn_s: float = 60.0) -> None:
+        self.vad = vad
+        self.detector = ActivityDetector(params, vad.frame_ms) if vad and params else None
+        self.include_all_input = include_all_input
+        self._preroll = int(RATE * preroll_ms / 1000) * 2
+        self._max_bytes = int(RATE * max_turn_s) * 2
+        self._resampler: soxr.ResampleStream | None = None
+        self._in_rate = RATE
+        self._odd = b""  # a trailing half sample from the last blob
+        self._pending = np.zeros(0, dtype=np.float32)  # samples not yet a whole VAD frame
+        self._audio = bytearray()  # 16 kHz audio of the turn being heard
+        self._start = 0  # where the current utterance begins in _audio
+        self._last_speech_end = 0  # where the last voiced frame ended in _audio
+        self.capturing = False  # manual mode: between activityStart and activityEnd
+        self._ended: bytes | None = None  # the utterance an END event closed, until finish_turn()
+
+    # ------------------------------------------------------------------ input
+
+    def _to_16k(self, pcm: bytes, rate: int) -> bytes:
+        pcm = self._odd + pcm
+        cut = len(pcm) - len(pcm) % 2
+        pcm, self._odd = pcm[:cut], pcm[cut:]
+        if rate == RATE:
+            return pcm
+        if self._resampler is None or rate != self._in_rate:
+            self._resampler = soxr.ResampleStream(rate, RATE, 1, dtype="int16")
+            self._in_rate = rate
+        samples = np.frombuffer(pcm, dtype=np.int16)
+        return self._resampler.resample_chunk(samples).tobytes()
+
+    def feed(self, pcm: bytes, rate: int = RATE) -> list[Activity]:
+        """Take a blob of 16-bit PCM at `rate`; return what the voice activity did, in order."""
+        pcm16 = self._to_16k(pcm, rate)
+        events: list[Activity] = []
+        if self.detector is None:  # manual mode: the client marks the turns
+            if self.capturing:
+                self._append(pcm16)
+            return events
+        samples = np.frombuffer(pcm16, dtype=np.int16).astype(np.float32) / 32768.0
+        frames = np.concatenate([self._pending, samples])
+        n = self.vad.frame_samples
+        whole = len(frames) // n * n
+        self._pending = frames[whole:]
+        offset = 0
+        for i in range(0, whole, n):
+            frame_bytes = (frames[i:i + n] * 32768.0).clip(-32768, 32767).astype(np.int16).tobytes()
+            self._append(frame_bytes)
+            offset += len(frame_bytes)
+            probability = self.vad.probability(frames[i:i + n])
+            event = self.detector.update(probability)
+            if probability >= self.detector.params.end_threshold and self.detector.speaking:
+                self._last_speech_end = len(self._audio)
+            if event is Activity.START:
+                # The utterance starts a little before the frames that committed it.
+                voiced = int(max(self.detector.params.prefix_ms, self.vad.frame_ms) * RATE / 1000) * 2
+                self._start = max(0, len(self._audio) - voiced - self._preroll)
+                self._last_speech_end = len(self._audio)
+            if event is Activity.END:
+                # Keep this utterance now: the frames after it (and the trim) belong to the next one.
+                self._ended = self.utterance()
+                self._audio.clear()
+                self._start = self._last_speech_end = 0
+            if event is not None:
+                events.append(event)
+        if not self.speaking:
+            self._trim()
+        return events
+
+    def _append(self, pcm16: bytes) -> None:
+        self._audio += pcm16
+        if len(self._audio) > self._max_bytes:
+            drop = len(self._audio) - self._max_bytes
+            del self._audio[:drop]
+            self._start = max(0, self._start - drop)
+            self._last_speech_end = max(0, self._last_speech_end - drop)
+
+    def _trim(self) -> None:
+        """While nobody speaks keep only what the next utterance may need."""
+        if self.include_all_input:
+            return
+        if len(self._audio) > 2 * self._preroll:
+            drop = len(self._audio) - self._preroll
+            del self._audio[:drop]
+            self._start = self._last_speech_end = 0
+
+    # ------------------------------------------------------------------ turns
+
+    @property
+    def speaking(self) -> bool:
+        return self.detector.speaking if self.detector else self.capturing
+
+    def utterance(self) -> bytes:
+        """The audio of the current turn so far (with a short tail after the last speech)."""
+        start = 0 if self.include_all_input else self._start
+        end = len(self._audio)
+        if self.detector is not None and not self.include_all_input:
+            end = min(end, self._last_speech_end + int(0.2 * RATE) * 2)
+        return bytes(self._audio[start:end])
+
+    def finish_turn(self) -> bytes:
+        """The audio of the turn that just ended (silence, audioStreamEnd or activityEnd)."""
+        if self._ended is not None:
+            audio, self._ended = self._ended, None
+            return audio
+        audio = self.utterance()
+        self._audio.clear()
+        self._start = self._last_speech_end = 0
+        if self.detector is not None:
+            self.detector.reset()
+        self.capturing = False
+        return audio
+
+    def start_capture(self) -> None:
+        """Manual mode: activityStart."""
+        self._audio.clear()
+        self._start = self._last_speech_end = 0
+        self.capturing = True

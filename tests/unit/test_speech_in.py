@@ -1,0 +1,214 @@
+"""Turn-taking without sockets: activity detection, the user's audio stream, barge-in, manual mode."""
+
+import asyncio
+import json
+
+import numpy as np
+import pytest
+
+from openlive.engines.asr.whisper import Transcript
+from openlive.engines.llm.scripted import ScriptedEngine
+from openlive.protocol import ProtocolError, parse_client_frame
+from openlive.protocol.messages import AutomaticActivityDetection
+from openlive.session.activity import Activity, ActivityDetector, ActivityParams
+from openlive.session.live_session import LiveSession
+from openlive.session.user_audio import UserAudio, pcm_rate
+
+RATE = 16000
+
+
+class EnergyVAD:
+    """A deterministic stand-in for Silero: loud frames are speech."""
+
+    frame_samples, frame_ms = 512, 32.0
+
+    def probability(self, frame):
+        return 1.0 if float(np.sqrt(np.mean(frame ** 2))) > 0.05 else 0.0
+
+    def reset(self):
+        pass
+
+
+def tone(seconds, rate=RATE):
+    t = np.arange(int(seconds * rate)) / rate
+    return (np.sin(2 * np.pi * 220 * t) * 0.3 * 32767).astype(np.int16).tobytes()
+
+
+def silence(seconds, rate=RATE):
+    return b"\0\0" * int(seconds * rate)
+
+
+def run(detector, pattern):
+    return [e for p in pattern if (e := detector.update(p)) is not None]
+
+
+def test_start_needs_the_prefix_and_end_needs_the_silence():
+    d = ActivityDetector(ActivityParams(prefix_ms=96, silence_ms=320, pause_ms=96), frame_ms=32)
+    assert run(d, [1, 1, 0, 1, 1]) == []  # two frames of speech are not enough
+    assert run(d, [1]) == [Activity.START]
+    assert run(d, [0, 0, 0]) == [Activity.PAUSE]
+    assert run(d, [1]) == [Activity.RESUME]
+    assert run(d, [0] * 9) == [Activity.PAUSE]
+    assert run(d, [0]) == [Activity.END]
+
+
+def test_live_api_settings_map_to_parameters():
+    default = ActivityParams.from_setup(None)
+    low = ActivityParams.from_setup(AutomaticActivityDetection(start_of_speech_sensitivity="START_SENSITIVITY_LOW",
+                                                               end_of_speech_sensitivity="END_SENSITIVITY_LOW"))
+    assert low.start_threshold > default.start_threshold and low.silence_ms > default.silence_ms
+    custom = ActivityParams.from_setup(AutomaticActivityDetection(prefix_padding_ms=20, silence_duration_ms=1200))
+    assert (custom.prefix_ms, custom.silence_ms) == (20, 1200)
+
+
+def test_user_audio_cuts_an_utterance_with_preroll_and_resamples_once():
+    audio = UserAudio(EnergyVAD(), ActivityParams(silence_ms=320))
+    events = []
+    for blob in [silence(1.0, 48000), tone(1.0, 48000), silence(0.6, 48000)]:
+        for i in range(0, len(blob), 1920):  # 20 ms chunks at 48 kHz
+            events += audio.feed(blob[i:i + 1920], 48000)
+    assert events == [Activity.START, Activity.PAUSE, Activity.END]
+    utterance = audio.finish_turn()
+    seconds = len(utterance) / 2 / RATE
+    assert 1.0 < seconds < 1.0 + 0.3 + 0.2 + 0.1  # the speech, its preroll, a short tail
+
+
+@pytest.mark.parametrize("mime, rate", [("audio/pcm;rate=24000", 24000), ("audio/pcm", 16000),
+                                        ("audio/pcm; rate=8000", 8000)])
+def test_pcm_rate(mime, rate):
+    assert pcm_rate(mime) == rate
+
+
+@pytest.mark.parametrize("mime", ["audio/mp3", "audio/pcm;rate=1"])
+def test_unusable_audio_is_1007(mime):
+    with pytest.raises(ProtocolError) as info:
+        pcm_rate(mime)
+    assert info.value.code == 1007
+
+
+class FakeASR:
+    def __init__(self, text="hello there"):
+        self.text, self.calls = text, []
+
+    async def transcribe(self, pcm, language=None):
+        self.calls.append(len(pcm))
+        await asyncio.sleep(0.01)
+        return Transcript(self.text if len(pcm) > 3200 else "", "en", None, len(pcm) / 32000)
+
+
+def frame(obj):
+    return parse_client_frame(json.dumps(obj))
+
+
+def audio_msg(pcm):
+    import base64
+    return frame({"realtimeInput": {"audio": {"data": base64.b64encode(pcm).decode(), "mimeType": "audio/pcm;rate=16000"}}})
+
+
+async def session_with(realtime=None, engine=None, asr=None):
+    sent = []
+
+    async def send(m):
+        sent.append(m)
+
+    setup = frame({"setup": {"model": "m", "generationConfig": {"responseModalities": ["TEXT"]},
+                             "inputAudioTranscription": {}, **({"realtimeInputConfig": realtime} if realtime else {})}})
+    session = LiveSession(setup, llm=engine or ScriptedEngine("s"), send=send, asr=asr or FakeASR(),
+                          vad_factory=EnergyVAD)
+    await session.start()
+    return session, sent
+
+
+async def stream(session, pcm, chunk=1280):
+    for i in range(0, len(pcm), chunk):
+        await session.handle(audio_msg(pcm[i:i + chunk]))
+
+
+async def until(predicate, timeout=2.0):
+    deadline = asyncio.get_running_loop().time() + timeout
+    while not predicate():
+        assert asyncio.get_running_loop().time() < deadline, "timed out"
+        await asyncio.sleep(0.005)
+
+
+def contents(sent, key):
+    return [m["serverContent"][key] for m in sent if key in m.get("serverContent", {})]
+
+
+async def test_speech_then_silence_is_a_turn_with_input_transcription_and_a_reply():
+    session, sent = await session_with()
+    await stream(session, silence(0.3) + tone(1.0) + silence(0.7))
+    await until(lambda: contents(sent, "turnComplete"))
+    assert contents(sent, "inputTranscription") == [{"text": "hello there", "finished": True}]
+    assert "".join(p["text"] for t in contents(sent, "modelTurn") for p in t["parts"]) == "You said: hello there"
+    assert session.history[0].text == "hello there"
+
+
+async def test_silence_and_noise_alone_make_no_turn():
+    session, sent = await session_with()
+    quiet_noise = (np.random.default_rng(1).normal(0, 300, RATE * 2)).astype(np.int16).tobytes()
+    await stream(session, silence(1.0) + quiet_noise)
+    await asyncio.sleep(0.05)
+    assert sent == [{"setupComplete": {"sessionId": session.session_id}}]
+
+
+async def test_barge_in_interrupts_the_reply():
+    session, sent = await session_with(engine=ScriptedEngine("slow", token_delay_ms=60))
+    await stream(session, tone(0.8) + silence(0.7))
+    await until(lambda: contents(sent, "modelTurn"))
+    await stream(session, tone(0.3))
+    assert contents(sent, "interrupted") == [True]
+    n = len(sent)
+    await asyncio.sleep(0.2)
+    assert not any("modelTurn" in m.get("serverContent", {}) for m in sent[n:])
+
+
+async def test_no_interruption_lets_the_reply_finish_first():
+    session, sent = await session_with({"activityHandling": "NO_INTERRUPTION"},
+                                       engine=ScriptedEngine("slow", token_delay_ms=30))
+    await stream(session, tone(0.8) + silence(0.7))
+    await until(lambda: contents(sent, "modelTurn"))
+    await stream(session, tone(0.8) + silence(0.7))
+    await until(lambda: len(contents(sent, "turnComplete")) == 2, timeout=5)
+    assert contents(sent, "interrupted") == []
+    assert [t.role for t in session.history] == ["user", "model", "user", "model"]
+
+
+async def test_audio_stream_end_ends_the_turn_without_waiting_for_silence():
+    session, sent = await session_with()
+    await stream(session, tone(1.0))
+    assert not contents(sent, "inputTranscription")
+    await session.handle(frame({"realtimeInput": {"audioStreamEnd": True}}))
+    await until(lambda: contents(sent, "turnComplete"))
+    assert contents(sent, "inputTranscription")[0]["text"] == "hello there"
+
+
+async def test_manual_activity_marks_turns_and_wrong_signals_are_refused():
+    session, sent = await session_with({"automaticActivityDetection": {"disabled": True}})
+    await session.handle(frame({"realtimeInput": {"activityStart": {}}}))
+    await stream(session, tone(0.5) + silence(1.5))  # silence does not end a manual turn
+    assert not contents(sent, "inputTranscription")
+    await session.handle(frame({"realtimeInput": {"activityEnd": {}}}))
+    await until(lambda: contents(sent, "turnComplete"))
+    assert session.asr.calls and session.asr.calls[0] >= 2 * RATE * 2  # the whole activity was heard
+    with pytest.raises(ProtocolError) as info:
+        await session.handle(frame({"realtimeInput": {"audioStreamEnd": True}}))
+    assert info.value.code == 1007
+    automatic, _ = await session_with()
+    with pytest.raises(ProtocolError) as info:
+        await automatic.handle(frame({"realtimeInput": {"activityStart": {}}}))
+    assert info.value.code == 1007 and "disabled" in info.value.reason
+
+
+async def test_silence_duration_decides_when_the_turn_ends():
+    ended = {}
+    for silence_ms in (300, 1000):
+        session, sent = await session_with({"automaticActivityDetection": {"silenceDurationMs": silence_ms}})
+        await stream(session, tone(0.8))
+        chunks = 0
+        while not contents(sent, "inputTranscription") and chunks < 60:
+            await stream(session, silence(0.04))
+            chunks += 1
+            await asyncio.sleep(0.015)  # let the recognizer answer as real time would
+        ended[silence_ms] = chunks * 40
+    assert ended[300] < 600 and ended[1000] >= 1000, ended
