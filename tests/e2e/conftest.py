@@ -144,6 +144,10 @@ match = "voice sample"
 text = "The quick brown fox jumps over the lazy dog. She sells sea shells by the sea shore."
 
 [[reply]]
+match = "best of times"
+text = "Here is a story. Once upon a time a small fox lived in a green forest. Every morning she ran to the river to drink. One day she met an old turtle who knew many secrets. The turtle told her about a hidden valley full of berries. The fox thanked him and set off at once. She walked for three days and three nights. At last she found the valley, and it was even more beautiful than the turtle had said. She lived there happily ever after."
+
+[[reply]]
 match = "long"
 text = "one two three four five six seven eight nine ten eleven twelve thirteen fourteen fifteen sixteen"
 """

@@ -1,0 +1,187 @@
+"""Acceptance (issue 4): a person talks, the server hears when they finish, answers in speech,
+and stops when they talk over it. Real recorded speech, streamed at real-time pace."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from google import genai
+from google.genai import errors, types
+
+from tests.support.audio import read_wav_16k
+from tests.support.wer import wer
+
+pytestmark = pytest.mark.e2e
+
+DATA = Path(__file__).resolve().parents[1] / "data"
+UTTERANCE = read_wav_16k(DATA / "two_cities_16k.wav")
+UTTERANCE_TEXT = "It was the best of times, it was the worst of times, it was the age of wisdom"
+
+
+def silence(seconds: float) -> bytes:
+    return b"\0\0" * int(16000 * seconds)
+
+
+async def stream(session, pcm: bytes, chunk_ms: int = 40) -> None:
+    """Send like a microphone: small chunks, at real-time pace."""
+    step = 32 * chunk_ms  # bytes of 16-bit 16 kHz audio
+    start = time.monotonic()
+    for i in range(0, len(pcm), step):
+        await session.send_realtime_input(audio=types.Blob(data=pcm[i:i + step], mime_type="audio/pcm;rate=16000"))
+        await asyncio.sleep(max(0.0, start + (i + step) / 32000 - time.monotonic()))
+
+
+class Collector:
+    """Everything the server sends on a session, with arrival times, gathered in the background."""
+
+    def __init__(self, session) -> None:
+        self.session, self.messages = session, []
+        self.task = asyncio.create_task(self._run())
+
+    async def _run(self) -> None:
+        while True:
+            async for message in self.session.receive():
+                self.messages.append((time.monotonic(), message))
+
+    def first(self, predicate):
+        return next(((t, m) for t, m in self.messages if predicate(m)), None)
+
+    async def wait(self, predicate, timeout: float = 30.0):
+        deadline = time.monotonic() + timeout
+        while (hit := self.first(predicate)) is None:
+            assert time.monotonic() < deadline, "timed out waiting for the server"
+            await asyncio.sleep(0.02)
+        return hit
+
+    def input_text(self) -> str:
+        return "".join(m.server_content.input_transcription.text for _, m in self.messages
+                       if m.server_content and m.server_content.input_transcription)
+
+    async def close(self) -> None:
+        self.task.cancel()
+        await asyncio.gather(self.task, return_exceptions=True)
+
+
+def has(field):
+    return lambda m: bool(m.server_content and getattr(m.server_content, field))
+
+
+def config(**extra) -> types.LiveConnectConfig:
+    return types.LiveConnectConfig(response_modalities=["AUDIO"], input_audio_transcription={},
+                                   output_audio_transcription={}, **extra)
+
+
+def connect(server, cfg, key="good-key"):
+    client = genai.Client(api_key=key, http_options=types.HttpOptions(base_url=server.base_url))
+    return client.aio.live.connect(model="gemini-live-2.5-flash-preview", config=cfg)
+
+
+@pytest.mark.parametrize("chunk_ms", [20, 100])
+async def test_spoken_question_is_transcribed_and_answered_in_speech(embedded_server, chunk_ms):
+    async with connect(embedded_server, config(temperature=0, max_output_tokens=40), key="k") as session:
+        heard = Collector(session)
+        await stream(session, silence(0.5) + UTTERANCE + silence(1.2), chunk_ms)
+        await heard.wait(has("turn_complete"))
+        await heard.close()
+    assert wer(UTTERANCE_TEXT, heard.input_text()) < 0.2, heard.input_text()
+    audio = b"".join(m.data for _, m in heard.messages if m.data)
+    assert len(audio) / 48000 > 0.5  # a spoken reply, 24 kHz 16-bit
+    assert heard.first(has("generation_complete"))
+
+
+async def test_barge_in_stops_the_reply_and_no_interruption_lets_it_finish(scripted_server):
+    async with connect(scripted_server, config()) as session:
+        heard = Collector(session)
+        await stream(session, UTTERANCE + silence(0.8))
+        await heard.wait(lambda m: bool(m.data))
+        await stream(session, UTTERANCE[:16000 * 2 * 2])  # two seconds of talking over the reply
+        interrupted_at, _ = await heard.wait(has("interrupted"), timeout=5)
+        await asyncio.sleep(1.0)
+        await heard.close()
+    after = [m for t, m in heard.messages if t > interrupted_at]
+    # Nothing more of the interrupted reply: its turn ends, and no audio follows for it.
+    first_turn_end = next(i for i, m in enumerate(after) if m.server_content and m.server_content.turn_complete)
+    assert not any(m.data for m in after[:first_turn_end])
+    before = [m for t, m in heard.messages if t <= interrupted_at]
+    assert not any(m.server_content and m.server_content.generation_complete for m in before)
+    spoken = "".join(m.server_content.output_transcription.text for m in before
+                     if m.server_content and m.server_content.output_transcription)
+    assert spoken.startswith("Here is a story.") and "happily ever after" not in spoken
+
+    async with connect(scripted_server, config(realtime_input_config=types.RealtimeInputConfig(
+            activity_handling=types.ActivityHandling.NO_INTERRUPTION))) as session:
+        heard = Collector(session)
+        await stream(session, UTTERANCE + silence(0.8))
+        await heard.wait(lambda m: bool(m.data))
+        await stream(session, UTTERANCE[:16000 * 2 * 2])
+        await heard.wait(has("generation_complete"), timeout=40)
+        await heard.close()
+    assert not heard.first(has("interrupted"))
+
+
+async def test_manual_activity_mode(scripted_server):
+    manual = types.RealtimeInputConfig(automatic_activity_detection=types.AutomaticActivityDetection(disabled=True))
+    async with connect(scripted_server, config(realtime_input_config=manual)) as session:
+        heard = Collector(session)
+        await session.send_realtime_input(activity_start=types.ActivityStart())
+        await stream(session, UTTERANCE + silence(1.5))
+        assert not heard.first(has("input_transcription"))  # silence does not end a manual turn
+        await session.send_realtime_input(activity_end=types.ActivityEnd())
+        await heard.wait(has("turn_complete"))
+        await heard.close()
+    assert wer(UTTERANCE_TEXT, heard.input_text()) < 0.2
+    # The wrong signal for the mode is refused, as the real service does.
+    with pytest.raises(errors.APIError) as info:
+        async with connect(scripted_server, config(realtime_input_config=manual)) as session:
+            await session.send_realtime_input(audio_stream_end=True)
+            async for _ in session.receive():
+                pass
+    assert info.value.code == 1007 and "audioStreamEnd" in info.value.details
+    with pytest.raises(errors.APIError) as info:
+        async with connect(scripted_server, config()) as session:
+            await session.send_realtime_input(activity_start=types.ActivityStart())
+            async for _ in session.receive():
+                pass
+    assert info.value.code == 1007 and "activityStart" in info.value.details
+
+
+async def test_silence_duration_and_audio_stream_end_decide_when_the_turn_ends(scripted_server):
+    waited = {}
+    # The recording pauses for up to ~0.4 s between phrases: both settings hear it as one turn.
+    for silence_ms in (600, 1600):
+        aad = types.AutomaticActivityDetection(silence_duration_ms=silence_ms)
+        async with connect(scripted_server, config(realtime_input_config=types.RealtimeInputConfig(
+                automatic_activity_detection=aad))) as session:
+            heard = Collector(session)
+            await stream(session, UTTERANCE)
+            speech_end = time.monotonic()
+            await stream(session, silence(2.5))
+            arrived, _ = await heard.wait(has("input_transcription"))
+            waited[silence_ms] = arrived - speech_end
+            await heard.close()
+    assert waited[1600] - waited[600] > 0.7, waited
+    async with connect(scripted_server, config()) as session:
+        heard = Collector(session)
+        await stream(session, UTTERANCE)
+        speech_end = time.monotonic()
+        await session.send_realtime_input(audio_stream_end=True)
+        arrived, _ = await heard.wait(has("input_transcription"))
+        await heard.close()
+    assert arrived - speech_end < waited[600], (arrived - speech_end, waited)
+    assert wer(UTTERANCE_TEXT, heard.input_text()) < 0.2
+
+
+async def test_silence_and_noise_alone_make_no_turn(scripted_server):
+    rng = np.random.default_rng(7)
+    noise = rng.normal(0, 2000, 16000 * 3).clip(-32768, 32767).astype(np.int16).tobytes()
+    hum = (np.sin(2 * np.pi * 50 * np.arange(16000 * 2) / 16000) * 3000).astype(np.int16).tobytes()
+    async with connect(scripted_server, config()) as session:
+        heard = Collector(session)
+        await stream(session, silence(2.0) + noise + hum + silence(1.0), chunk_ms=100)
+        await asyncio.sleep(1.0)
+        await heard.close()
+    assert heard.messages == []
