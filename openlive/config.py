@@ -115,7 +115,12 @@ class SpeechConfig:
 
 @dataclass(frozen=True)
 class ASRConfig:
-    model: str = "whisper-tiny.en"  # or "whisper-base" (multilingual), a CTranslate2 folder, "hf:<name>"
+    engine: str = "embedded"  # embedded | openai (a server with POST /audio/transcriptions)
+    model: str = "whisper-tiny.en"  # embedded: "whisper-base" (multilingual), a CTranslate2 folder, "hf:<name>"
+    base_url: str | None = None  # openai: e.g. "http://asr-box:8000/v1"
+    remote_model: str = "whisper-1"  # openai: the model name the server expects
+    api_key: str | None = None
+    timeout_s: float = 30.0
     language: str | None = None  # a fixed language; None: the session's languageCode, else detect
     cpu_threads: int = 2
     max_waiting: int = 16  # utterances queued across sessions before new ones wait
@@ -178,6 +183,10 @@ class Config:
                 raise ConfigError(f"[voices.{voice.name}] engine must be one of {', '.join(VOICE_ENGINE_KINDS)}")
             if voice.gender not in ("female", "male"):
                 raise ConfigError(f"[voices.{voice.name}] gender must be female or male")
+        if self.asr.engine not in ("embedded", "openai"):
+            raise ConfigError("[asr] engine must be embedded or openai")
+        if self.asr.engine == "openai" and not self.asr.base_url:
+            raise ConfigError("[asr] engine 'openai' needs base_url")
         if self.speech.default_voice not in self.voices:
             raise ConfigError(f"[speech] default_voice {self.speech.default_voice!r} is not a configured voice")
         if self.tls and bool(self.tls_cert) != bool(self.tls_key):

@@ -6,12 +6,13 @@ import asyncio
 import logging
 from pathlib import Path
 
-from ..config import Config, LLMConfig
+from ..config import ASRConfig, Config, LLMConfig
 from .llm.base import LLMEngine
 from .llm.embedded import EmbeddedLlamaEngine
 from .llm.openai_compat import OpenAICompatEngine
 from .llm.packaged import resolve_model_file
 from .llm.scripted import ScriptedEngine
+from .asr.openai_compat import OpenAICompatASR
 from .asr.service import SharedASR
 from .asr.whisper import WhisperASR, resolve_asr_model
 from .tts.registry import VoiceRegistry
@@ -26,7 +27,8 @@ def prepare_model_files(config: Config, *, progress: bool = True) -> None:
         llm = config.llms[name]
         if llm.engine == "embedded":
             resolve_model_file(llm.model, config.data_dir, progress=progress)
-    resolve_asr_model(config.asr.model, config.data_dir, progress=progress)
+    if config.asr.engine == "embedded":
+        resolve_asr_model(config.asr.model, config.data_dir, progress=progress)
 
 
 def build_llm(llm: LLMConfig, data_dir: Path) -> LLMEngine:
@@ -42,6 +44,16 @@ def build_llm(llm: LLMConfig, data_dir: Path) -> LLMEngine:
     raise ValueError(f"unknown engine kind {llm.engine!r}")
 
 
+def build_asr(asr: ASRConfig, data_dir: Path) -> SharedASR | OpenAICompatASR:
+    if asr.engine == "openai":
+        assert asr.base_url is not None  # checked by Config.validate
+        return OpenAICompatASR("remote", asr.base_url, model=asr.remote_model, api_key=asr.api_key,
+                               timeout_s=asr.timeout_s, language=asr.language)
+    model = WhisperASR(asr.model, resolve_asr_model(asr.model, data_dir, progress=False),
+                       cpu_threads=asr.cpu_threads, language=asr.language)
+    return SharedASR(model, max_waiting=asr.max_waiting)
+
+
 class Engines:
     """The engines a server uses, started once and shared by every session."""
 
@@ -49,7 +61,7 @@ class Engines:
         self.config = config
         self.llms: dict[str, LLMEngine] = {}
         self.voices: VoiceRegistry | None = None
-        self.asr: SharedASR | None = None
+        self.asr: SharedASR | OpenAICompatASR | None = None
         self.vad_factory = SileroVAD
         self.ready = asyncio.Event()
         self.error: BaseException | None = None
@@ -65,14 +77,11 @@ class Engines:
             await voices.load()
             self.voices = voices
             log.info("voices ready: %s", ", ".join(voices.names()))
-            cfg = self.config.asr
-            model = WhisperASR(cfg.model, resolve_asr_model(cfg.model, self.config.data_dir, progress=False),
-                               cpu_threads=cfg.cpu_threads, language=cfg.language)
-            asr = SharedASR(model, max_waiting=cfg.max_waiting)
+            asr = build_asr(self.config.asr, self.config.data_dir)
             await asr.load()
             await asyncio.to_thread(SileroVAD)  # fail at start-up, not in a session, if the VAD is broken
             self.asr = asr
-            log.info("speech recognition ready: %s", cfg.model)
+            log.info("speech recognition ready: %s", self.config.asr.base_url or self.config.asr.model)
             self.ready.set()
             log.info("engines ready: %s", ", ".join(self.llms))
         except Exception as exc:
@@ -96,6 +105,8 @@ class Engines:
         if self.voices is not None:
             self.voices.close()
             self.voices = None
-        if self.asr is not None:
+        if isinstance(self.asr, OpenAICompatASR):
+            await self.asr.aclose()
+        elif self.asr is not None:
             self.asr.close()
-            self.asr = None
+        self.asr = None

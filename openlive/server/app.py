@@ -30,6 +30,7 @@ from ..protocol import encode_server_message, parse_client_frame
 from ..protocol.errors import CloseCode, ProtocolError, invalid_argument, model_not_found, unavailable
 from ..protocol.messages import Setup
 from ..session.live_session import LiveSession
+from ..session.user_audio import wav_to_pcm16k
 from .auth import AuthError, KeyChecker, credential_from
 
 log = logging.getLogger(__name__)
@@ -100,6 +101,7 @@ class OpenLiveApp:
         self.asgi = Starlette(
             routes=[
                 Route("/healthz", self.healthz),
+                Route("/v1/audio/transcriptions", self.transcriptions, methods=["POST"]),
                 Route("/{path:path}", self.rest, methods=["GET"]),
                 WebSocketRoute("/{path:path}", self.live),
             ],
@@ -146,6 +148,28 @@ class OpenLiveApp:
                 return self._rest_error(404, "NOT_FOUND", f"models/{m['model']} is not found for API version {m['version']}")
             return JSONResponse(rest_model(entry, vertex=vertex))
         return JSONResponse(self._model_page(request, vertex))
+
+    async def transcriptions(self, request: Request) -> Response:
+        """The OpenAI audio API over this node's recognizer, so other nodes can share it."""
+        try:
+            self.keys.check(credential_from(request.headers, request.query_params))
+        except AuthError as exc:
+            return self._rest_error(exc.http_status, exc.status, exc.message)
+        if not await self.engines.wait_ready(self.config.ready_timeout_s) or self.engines.asr is None:
+            return self._rest_error(503, "UNAVAILABLE", "The service is currently unavailable.")
+        async with request.form(max_files=1, max_part_size=self.config.max_frame_bytes) as form:
+            upload = form.get("file")
+            language = form.get("language")
+            if upload is None or isinstance(upload, str):
+                return self._rest_error(400, "INVALID_ARGUMENT", "a 'file' part with a WAV is required")
+            data = await upload.read()
+        try:
+            pcm = wav_to_pcm16k(data)
+        except ValueError as exc:
+            return self._rest_error(400, "INVALID_ARGUMENT", str(exc))
+        transcript = await self.engines.asr.transcribe(pcm, language if isinstance(language, str) else None)
+        return JSONResponse({"text": transcript.text, "language": transcript.language,
+                             "duration": transcript.duration_s})
 
     def _model_page(self, request: Request, vertex: bool) -> dict[str, Any]:
         entries = sorted(self.config.models.values(), key=lambda e: e.name)

@@ -26,7 +26,7 @@ from ..engines.tts.registry import VoiceRegistry
 from ..protocol import server_messages as sm
 from ..protocol.errors import ProtocolError, internal_error, invalid_argument
 from ..protocol.messages import ClientContent, ClientEvent, ContextUpdate, RealtimeInput, Setup, ToolResponse
-from ..engines.asr.service import SharedASR
+from ..engines.asr.service import Recognizer
 from ..engines.asr.whisper import Transcript
 from .activity import Activity, ActivityParams
 from .languages import canonical_language, language_name
@@ -127,7 +127,7 @@ class LiveSession:
         session_id: str | None = None,
         voices: VoiceRegistry | None = None,
         speech: SpeechConfig | None = None,
-        asr: SharedASR | None = None,
+        asr: Recognizer | None = None,
         vad_factory: Callable[[], VoiceActivityModel] | None = None,
     ) -> None:
         self.setup = setup

@@ -6,7 +6,9 @@ returns (barge-in, speculative recognition, end of turn), in order.
 
 from __future__ import annotations
 
+import io
 import re
+import wave
 from typing import Protocol
 
 import numpy as np
@@ -17,6 +19,20 @@ from .activity import Activity, ActivityDetector, ActivityParams
 
 RATE = 16000
 _RATE_PARAM = re.compile(r"rate\s*=\s*(\d+)", re.I)
+
+
+def wav_to_pcm16k(data: bytes) -> bytes:
+    """16-bit mono WAV at any rate → 16 kHz PCM (for the transcription endpoint)."""
+    try:
+        with wave.open(io.BytesIO(data), "rb") as wav:
+            if wav.getsampwidth() != 2 or wav.getnchannels() != 1:
+                raise ValueError("send 16-bit mono WAV")
+            rate, frames = wav.getframerate(), wav.readframes(wav.getnframes())
+    except (wave.Error, EOFError) as exc:
+        raise ValueError(f"not a WAV file: {exc}") from None
+    if rate == RATE:
+        return frames
+    return soxr.resample(np.frombuffer(frames, dtype=np.int16), rate, RATE).astype(np.int16).tobytes()
 
 
 class VoiceActivityModel(Protocol):

@@ -7,6 +7,7 @@ import asyncio
 import time
 from pathlib import Path
 
+import httpx
 import numpy as np
 import pytest
 from google import genai
@@ -185,3 +186,20 @@ async def test_silence_and_noise_alone_make_no_turn(scripted_server):
         await asyncio.sleep(1.0)
         await heard.close()
     assert heard.messages == []
+
+
+async def test_recognition_on_another_node_through_the_openai_audio_api(start_server):
+    """Node A serves its recognizer at /v1/audio/transcriptions; node B uses it as a remote engine."""
+    scripted = '[llm.default]\nengine = "scripted"\n'
+    node_a = start_server(scripted, tls=False)
+    node_b = start_server(scripted + f'[asr]\nengine = "openai"\nbase_url = "{node_a.base_url}/v1"\n')
+    async with connect(node_b, config(), key="k") as session:
+        heard = Collector(session)
+        await stream(session, UTTERANCE + silence(1.0))
+        await heard.wait(has("turn_complete"))
+        await heard.close()
+    assert wer(UTTERANCE_TEXT, heard.input_text()) < 0.2, heard.input_text()
+    assert f"speech recognition ready: {node_a.base_url}/v1" in node_b.log()
+    async with httpx.AsyncClient() as http:
+        bad = await http.post(f"{node_a.base_url}/v1/audio/transcriptions", files={"file": ("x.wav", b"nope")})
+    assert bad.status_code == 400 and "WAV" in bad.json()["error"]["message"]

@@ -10,12 +10,19 @@ from __future__ import annotations
 import asyncio
 import logging
 from concurrent.futures import ThreadPoolExecutor
+from typing import Protocol
 
 import numpy as np
 
 from .whisper import Transcript, WhisperASR
 
 log = logging.getLogger(__name__)
+
+
+class Recognizer(Protocol):
+    """What a session needs of speech to text, embedded or remote."""
+
+    async def transcribe(self, pcm16k: bytes | np.ndarray, language: str | None = None) -> Transcript: ...
 
 
 class SharedASR:
