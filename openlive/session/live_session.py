@@ -12,7 +12,7 @@ import asyncio
 import logging
 import time
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -178,6 +178,11 @@ class LiveSession:
     def replying(self) -> bool:
         return self._reply is not None and not self._reply.done()
 
+    @property
+    def busy(self) -> bool:
+        """A reply is running, or a user turn is on its way to one."""
+        return self.replying or bool(self._user_turns)
+
     # ------------------------------------------------------------------ client events
 
     async def handle(self, event: ClientEvent) -> None:
@@ -222,11 +227,9 @@ class LiveSession:
         if event.video is not None:
             self._ignore("video frames")
         if event.text is not None:
-            if self.options.barge_in or not self.replying:
+            if self.options.barge_in:
                 await self._interrupt()
-            await self._wait_reply()
-            self._append("user", event.text)
-            self._start_reply()
+            self._spawn(self._take_user_turn(event.text))
         if event.audio_stream_end and self._user_audio is not None and self._user_audio.speaking:
             self._end_user_turn()
         if event.activity_end is not None and self._user_audio is not None and self._user_audio.capturing:
@@ -280,7 +283,11 @@ class LiveSession:
         assert self._user_audio is not None
         pcm = self._user_audio.finish_turn()
         speculative, self._speculative = self._speculative, None
-        task = asyncio.create_task(self._user_turn(pcm, speculative))
+        self._spawn(self._user_turn(pcm, speculative))
+
+    def _spawn(self, coroutine: Coroutine[Any, Any, None]) -> None:
+        """Run a user turn beside the reader, so audio keeps flowing while it waits or recognizes."""
+        task = asyncio.create_task(coroutine)
         self._user_turns.add(task)
         task.add_done_callback(self._user_turns.discard)
 
@@ -303,14 +310,14 @@ class LiveSession:
             return  # noise, a cough, or a breath: no turn
         if self.options.input_transcription:
             await self._send(sm.input_transcription(text))
-        await self._wait_reply()  # with NO_INTERRUPTION the reply in progress finishes first
+        await self._take_user_turn(text)
+
+    async def _take_user_turn(self, text: str) -> None:
+        # With NO_INTERRUPTION the reply in progress finishes before the next one starts.
+        while self._reply is not None and not self._reply.done():
+            await asyncio.gather(self._reply, return_exceptions=True)
         self._append("user", text)
         self._start_reply()
-
-    async def _wait_reply(self) -> None:
-        task = self._reply
-        if task is not None and not task.done():
-            await asyncio.gather(task, return_exceptions=True)
 
     def _on_context_update(self, event: ContextUpdate) -> None:
         if event.system_instruction is not None:

@@ -44,7 +44,7 @@ async def open_session(setup_extra=None, engine=None):
 
 
 async def settle(session):
-    while session.replying:
+    while session.busy:
         await asyncio.sleep(0.001)
 
 
