@@ -62,7 +62,8 @@ class FunctionCall(WireModel):
 class FunctionResponse(WireModel):
     id: str | None = None
     name: str | None = None
-    response: dict[str, Any] | None = None
+    # Any JSON value: a malformed body is passed to the model as it is rather than ending the session.
+    response: Any = None
     will_continue: bool | None = None
     scheduling: Literal["SCHEDULING_UNSPECIFIED", "SILENT", "WHEN_IDLE", "INTERRUPT"] | None = None
     parts: list[dict[str, Any]] | None = None

@@ -35,6 +35,18 @@ def input_transcription(text: str, finished: bool = True) -> dict[str, Any]:
     return {"serverContent": {"inputTranscription": {"text": text, "finished": finished}}}
 
 
+def tool_call(calls: list[dict[str, Any]]) -> dict[str, Any]:
+    return {"toolCall": {"functionCalls": calls}}
+
+
+def tool_call_cancellation(ids: list[str]) -> dict[str, Any]:
+    return {"toolCallCancellation": {"ids": ids}}
+
+
+def grounding(metadata: dict[str, Any]) -> dict[str, Any]:
+    return {"serverContent": {"groundingMetadata": metadata}}
+
+
 def generation_complete() -> dict[str, Any]:
     return {"serverContent": {"generationComplete": True}}
 

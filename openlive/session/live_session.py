@@ -9,12 +9,13 @@ send `interrupted`. So nothing of a reply can reach the client after its `interr
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import time
 import uuid
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import soxr
@@ -25,13 +26,19 @@ from ..engines.tts.base import TTSError, TTSVoice
 from ..engines.tts.registry import VoiceRegistry
 from ..protocol import server_messages as sm
 from ..protocol.errors import ProtocolError, internal_error, invalid_argument
-from ..protocol.messages import ClientContent, ClientEvent, ContextUpdate, RealtimeInput, Setup, ToolResponse
+from ..engines.search.base import SearchError, SearchProvider, SearchResult, grounding_metadata
+from ..protocol.messages import (ClientContent, ClientEvent, ContextUpdate, FunctionResponse, RealtimeInput, Setup,
+                                 ToolResponse)
 from ..engines.asr.service import Recognizer
 from ..engines.asr.whisper import Transcript
 from .activity import Activity, ActivityParams
 from .languages import canonical_language, language_name
 from .speech import ClauseSegmenter, pcm_chunks
+from .tools import RUN_PYTHON, SEARCH, Decision, RouterStream, ToolSet
 from .user_audio import UserAudio, VoiceActivityModel, pcm_rate
+
+if TYPE_CHECKING:
+    from ..engines.code.sandbox import Sandbox
 
 log = logging.getLogger(__name__)
 
@@ -112,9 +119,23 @@ class _Reply:
     """What one reply has put on the wire so far: the history keeps exactly this."""
 
     sent: list[str] = field(default_factory=list)
-    finished: Finished | None = None
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    cached_tokens: int = 0
+    counted: bool = False
     audio_bytes: int = 0
     first_audio_at: float = 0.0
+    decision: Decision | None = None  # what the last model turn decided (None: no tools declared)
+    search_queries: list[str] = field(default_factory=list)
+    search_results: list[SearchResult] = field(default_factory=list)
+    tools_used: set[str] = field(default_factory=set)  # (tool, args) already carried out this turn
+
+    def add_usage(self, finished: Finished) -> None:
+        # Tool rounds re-read the conversation: the turn's prompt is its largest, outputs add up.
+        self.prompt_tokens = max(self.prompt_tokens, finished.prompt_tokens)
+        self.completion_tokens += finished.completion_tokens
+        self.cached_tokens = max(self.cached_tokens, finished.cached_tokens)
+        self.counted = True
 
 
 class LiveSession:
@@ -129,6 +150,8 @@ class LiveSession:
         speech: SpeechConfig | None = None,
         asr: Recognizer | None = None,
         vad_factory: Callable[[], VoiceActivityModel] | None = None,
+        search: SearchProvider | None = None,
+        sandbox: Sandbox | None = None,
     ) -> None:
         self.setup = setup
         self.llm = llm
@@ -140,6 +163,11 @@ class LiveSession:
         self.voice: TTSVoice | None = None
         self.asr = asr
         self.vad_factory = vad_factory
+        self.search = search
+        self.sandbox = sandbox
+        self.tools = ToolSet.from_setup(setup.tools)
+        self._pending_calls: dict[str, asyncio.Future[FunctionResponse]] = {}  # blocking calls awaiting an answer
+        self._background_calls: dict[str, str] = {}  # NON_BLOCKING call id -> function name
         self.history: list[Turn] = []
         self._reply: asyncio.Task[None] | None = None
         self._user_audio: UserAudio | None = None
@@ -152,8 +180,6 @@ class LiveSession:
     # ------------------------------------------------------------------ lifecycle
 
     async def start(self) -> None:
-        if self.setup.tools:
-            log.warning("setup declares tools; this server does not call tools yet, so the model answers without them")
         if self.options.modality == "AUDIO":
             self.voice = self._choose_voice()
         await self._send(sm.setup_complete(self.session_id))
@@ -193,7 +219,7 @@ class LiveSession:
         elif isinstance(event, RealtimeInput):
             await self._on_realtime_input(event)
         elif isinstance(event, ToolResponse):
-            raise ProtocolError(1008, "Operation is not implemented, or supported, or enabled: toolResponse.")
+            await self._on_tool_response(event)
         elif isinstance(event, ContextUpdate):
             self._on_context_update(event)
 
@@ -342,14 +368,16 @@ class LiveSession:
                          "code or emoji.")
         return "\n\n".join(parts)
 
-    def _chat_request(self) -> ChatRequest:
+    def _chat_request(self, json_schema: dict[str, Any] | None = None) -> ChatRequest:
         messages: list[ChatMessage] = []
         system = self._system_prompt()
+        if self.tools:
+            system = f"{system}\n\n{self.tools.instructions()}".strip()
         if system:
             messages.append(ChatMessage("system", system))
         for turn in self.history:
             messages.append(ChatMessage("assistant" if turn.role == "model" else "user", turn.text))
-        return ChatRequest(tuple(messages), self.options.params)
+        return ChatRequest(tuple(messages), self.options.params, json_schema=json_schema)
 
     def _start_reply(self) -> None:
         self._reply = asyncio.create_task(self._run_reply(), name=f"reply-{self.session_id}")
@@ -357,11 +385,25 @@ class LiveSession:
     async def _run_reply(self) -> None:
         reply = _Reply()
         try:
-            if self.voice is None:
-                await self._reply_text(reply)
-            else:
-                await self._reply_audio(reply, self.voice)
-        except (EngineError, TTSError) as exc:
+            allow_tools = True
+            for _ in range(MAX_TOOL_ROUNDS):
+                text = self._model_text(reply, allow_tools=allow_tools)
+                if self.voice is None:
+                    await self._reply_text(reply, text)
+                else:
+                    await self._reply_audio(reply, self.voice, text)
+                decision = reply.decision
+                if decision is None or decision.tool == "none":
+                    break
+                key = json.dumps([decision.tool, decision.args], sort_keys=True)
+                if key in reply.tools_used:
+                    # Small models may ask again for what they already have: make them answer instead.
+                    allow_tools = False
+                    continue
+                reply.tools_used.add(key)
+                # After starting a NON_BLOCKING call the model talks on, but does not call again.
+                allow_tools = await self._use_tool(decision, reply)
+        except (EngineError, TTSError, SearchError) as exc:
             log.error("engine failed: %s", exc)
             self._fail(internal_error())
             return
@@ -375,18 +417,44 @@ class LiveSession:
             # History holds what the client actually received, whether the reply ended or was cut.
             if reply.sent:
                 self._append("model", " ".join(reply.sent) if self.voice else "".join(reply.sent))
+        if reply.search_results:
+            spoken = " ".join(reply.sent) if self.voice else "".join(reply.sent)
+            await self._send(sm.grounding(grounding_metadata(reply.search_queries, reply.search_results, spoken)))
         await self._send(sm.generation_complete())
         await self._send(sm.turn_complete(self._usage(reply)))
 
-    async def _reply_text(self, reply: _Reply) -> None:
-        async for chunk in self.llm.stream(self._chat_request()):
-            if isinstance(chunk, TextDelta):
-                await self._send(sm.model_turn([sm.text_part(chunk.text)]))
-                reply.sent.append(chunk.text)
-            elif isinstance(chunk, Finished):
-                reply.finished = chunk
+    async def _model_text(self, reply: _Reply, *, allow_tools: bool) -> AsyncIterator[str]:
+        """The text of one model turn for the user, as it streams; a tool decision lands on `reply`."""
+        reply.decision = None
+        if not self.tools:
+            async for chunk in self.llm.stream(self._chat_request()):
+                if isinstance(chunk, TextDelta):
+                    yield chunk.text
+                elif isinstance(chunk, Finished):
+                    reply.add_usage(chunk)
+            return
+        router = RouterStream()
+        stream = self.llm.stream(self._chat_request(self.tools.schema(allow_tools=allow_tools)))
+        try:
+            async for chunk in stream:
+                if isinstance(chunk, TextDelta):
+                    text = router.push(chunk.text)
+                    if text:
+                        yield text
+                    if router.call_complete:
+                        break  # the call is written; its unused "reply" field would only cost time
+                elif isinstance(chunk, Finished):
+                    reply.add_usage(chunk)
+        finally:
+            await stream.aclose()  # closing the request is what stops the LLM server generating
+        reply.decision = router.decision()
 
-    async def _reply_audio(self, reply: _Reply, voice: TTSVoice) -> None:
+    async def _reply_text(self, reply: _Reply, text: AsyncIterator[str]) -> None:
+        async for delta in text:
+            await self._send(sm.model_turn([sm.text_part(delta)]))
+            reply.sent.append(delta)
+
+    async def _reply_audio(self, reply: _Reply, voice: TTSVoice, text: AsyncIterator[str]) -> None:
         """Speak the reply as the LLM writes it: clause by clause, synthesis overlapping generation."""
         # Unbounded on purpose: it holds short strings, at most one per clause of one reply.
         clauses: asyncio.Queue[str | None] = asyncio.Queue()
@@ -394,12 +462,9 @@ class LiveSession:
         async def write() -> None:
             segmenter = ClauseSegmenter()
             try:
-                async for chunk in self.llm.stream(self._chat_request()):
-                    if isinstance(chunk, TextDelta):
-                        for clause in segmenter.push(chunk.text):
-                            clauses.put_nowait(clause)
-                    elif isinstance(chunk, Finished):
-                        reply.finished = chunk
+                async for delta in text:
+                    for clause in segmenter.push(delta):
+                        clauses.put_nowait(clause)
                 for clause in segmenter.flush():
                     clauses.put_nowait(clause)
             finally:
@@ -428,6 +493,86 @@ class LiveSession:
                 writer.cancel()
             await asyncio.gather(writer, return_exceptions=True)
 
+    # ------------------------------------------------------------------ tools
+
+    async def _use_tool(self, decision: Decision, reply: _Reply) -> bool:
+        """Carry out one tool decision and put its result in history; False: talk on without tools."""
+        if decision.tool == RUN_PYTHON and self.tools.code_execution:
+            await self._run_code(str(decision.args.get("code", "")))
+            return True
+        if decision.tool == SEARCH and self.tools.search:
+            await self._search(str(decision.args.get("query", "")), reply)
+            return True
+        function = self.tools.functions.get(decision.tool)
+        if function is None:  # the grammar prevents this; a grammar-less engine might not
+            log.warning("model chose unknown tool %r", decision.tool)
+            return False
+        arg_sets = decision.args if isinstance(decision.args, list) else [decision.args]
+        calls = [{"id": f"function-call-{uuid.uuid4().hex[:12]}", "name": function.name, "args": args}
+                 for args in arg_sets if isinstance(args, dict)]
+        self._append("model", "[called " + "; ".join(f"{function.name}({json.dumps(c['args'])})" for c in calls) + "]")
+        if function.non_blocking:
+            self._background_calls.update({c["id"]: function.name for c in calls})
+            await self._send(sm.tool_call(calls))
+            self._append("user", f"[{function.name} is running; its result will come later. Tell the user.]")
+            return False
+        loop = asyncio.get_running_loop()
+        waiters = {c["id"]: loop.create_future() for c in calls}
+        self._pending_calls.update(waiters)
+        await self._send(sm.tool_call(calls))
+        try:
+            # Generation pauses until the client has answered every call, matched by id.
+            responses = [await waiters[c["id"]] for c in calls]
+        finally:
+            for call_id in waiters:
+                self._pending_calls.pop(call_id, None)
+        for call, response in zip(calls, responses):
+            self._append("user", f"[result of {function.name}({json.dumps(call['args'])}): "
+                                 f"{json.dumps(response.response)}]")
+        self._append("user", "Use these results to answer." if len(calls) > 1 else "Use this result to answer.")
+        return True
+
+    async def _run_code(self, code: str) -> None:
+        await self._send(sm.model_turn([{"executableCode": {"language": "PYTHON", "code": code}}]))
+        if self.sandbox is None:
+            result_outcome, output = "OUTCOME_FAILED", "code execution is not available on this server"
+        else:
+            result = await self.sandbox.run(code)
+            result_outcome, output = result.outcome, result.output
+        await self._send(sm.model_turn([{"codeExecutionResult": {"outcome": result_outcome, "output": output}}]))
+        self._append("model", f"[ran Python]\n{code}")
+        self._append("user", f"[Python {result_outcome}; output:]\n{output[:4000]}\nUse this output to answer.")
+
+    async def _search(self, query: str, reply: _Reply) -> None:
+        results = await self.search.search(query, limit=3) if self.search is not None else []
+        reply.search_queries.append(query)
+        reply.search_results.extend(results)
+        self._append("model", f"[searched: {query}]")
+        found = "\n".join(f"{i + 1}. {r.title}: {r.snippet}" for i, r in enumerate(results)) or "nothing found"
+        self._append("user", f"[search results]\n{found}\nAnswer from these results.")
+
+    async def _on_tool_response(self, event: ToolResponse) -> None:
+        for response in event.function_responses:
+            waiter = self._pending_calls.get(response.id or "")
+            if waiter is not None and not waiter.done():
+                waiter.set_result(response)
+            elif response.id in self._background_calls:
+                await self._on_background_result(self._background_calls.pop(response.id), response)
+            else:
+                # No in-band error exists in the Live API: say it in the log and carry on.
+                log.warning("toolResponse for unknown or finished call id %r (%s) ignored", response.id, response.name)
+
+    async def _on_background_result(self, name: str, response: FunctionResponse) -> None:
+        """A NON_BLOCKING call's result: its scheduling says whether and when the model speaks of it."""
+        scheduling = response.scheduling or "WHEN_IDLE"
+        result = f"[result of {name}: {json.dumps(response.response)}] Tell the user."
+        if scheduling == "SILENT":
+            self._append("user", result)
+            return
+        if scheduling == "INTERRUPT":
+            await self._interrupt()
+        self._spawn(self._take_user_turn(result))
+
     async def _pace(self, reply: _Reply) -> None:
         """Keep speech at most `max_lead_ms` ahead of a listener playing it as it arrives."""
         now = time.monotonic()
@@ -441,11 +586,10 @@ class LiveSession:
             await asyncio.sleep(ahead - lead)
 
     def _usage(self, reply: _Reply) -> sm.Usage | None:
-        finished = reply.finished
-        if finished is None:
+        if not reply.counted:
             return None
-        usage = sm.Usage(prompt_tokens=finished.prompt_tokens, response_tokens=finished.completion_tokens,
-                         cached_tokens=finished.cached_tokens)
+        usage = sm.Usage(prompt_tokens=reply.prompt_tokens, response_tokens=reply.completion_tokens,
+                         cached_tokens=reply.cached_tokens)
         if self.voice is not None:
             # The Live API counts speech at about 25 tokens a second.
             usage.response_tokens = round(reply.audio_bytes / (2 * OUTPUT_RATE) * AUDIO_TOKENS_PER_SECOND)
@@ -457,10 +601,13 @@ class LiveSession:
         if task is None or task.done():
             return
         self._reply = None
+        pending = list(self._pending_calls)
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)
         # An interrupted turn has no generationComplete: interrupted, then turnComplete.
         await self._send(sm.interrupted())
+        if pending:
+            await self._send(sm.tool_call_cancellation(pending))
         await self._send(sm.turn_complete())
 
     def _fail(self, error: ProtocolError) -> None:
@@ -469,6 +616,7 @@ class LiveSession:
 
 
 OUTPUT_RATE = 24000
+MAX_TOOL_ROUNDS = 5
 AUDIO_TOKENS_PER_SECOND = 25
 
 

@@ -8,7 +8,7 @@ must stop generation promptly: that is how barge-in and interruption reach the m
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import AsyncIterator, Protocol, runtime_checkable
+from typing import Any, AsyncIterator, Protocol, runtime_checkable
 
 
 @dataclass(frozen=True)
@@ -33,6 +33,8 @@ class SamplingParams:
 class ChatRequest:
     messages: tuple[ChatMessage, ...]
     params: SamplingParams = field(default_factory=SamplingParams)
+    # When set, the reply must be JSON matching this schema (the runtime's grammar enforces it).
+    json_schema: dict[str, Any] | None = None
 
 
 @dataclass(frozen=True)

@@ -75,6 +75,9 @@ class OpenAICompatEngine:
             "stop": list(p.stop) or None,
         }
         body.update({k: v for k, v in optional.items() if v is not None})
+        if request.json_schema is not None:
+            body["response_format"] = {"type": "json_schema",
+                                       "json_schema": {"name": "turn", "schema": request.json_schema, "strict": True}}
         body.update(self.extra_body)
         return body
 
