@@ -127,6 +127,30 @@ class ASRConfig:
 
 
 @dataclass(frozen=True)
+class SearchConfig:
+    """Where the googleSearch tool looks: nothing, a folder of documents, or a search service."""
+
+    provider: str = "none"  # none | local | http
+    folder: Path | None = None  # local: .md/.txt/.html files, ranked with SQLite FTS5
+    base_uri: str | None = None  # local: URIs to show instead of file:// paths
+    url: str | None = None  # http: e.g. SearxNG's http://searx:8080/search (JSON API)
+    api_key: str | None = None
+    timeout_s: float = 10.0
+
+
+@dataclass(frozen=True)
+class CodeConfig:
+    """Limits of the codeExecution sandbox (bubblewrap)."""
+
+    wall_s: float = 10.0
+    cpu_s: float = 5.0
+    memory_mb: int = 256
+    max_processes: int = 16
+    max_output_bytes: int = 64_000
+    max_file_mb: int = 8
+
+
+@dataclass(frozen=True)
 class ModelEntry:
     """One Live API model name and the pipeline that serves it."""
 
@@ -156,6 +180,8 @@ class Config:
     voices: dict[str, VoiceConfig] = field(default_factory=dict)
     speech: SpeechConfig = field(default_factory=SpeechConfig)
     asr: ASRConfig = field(default_factory=ASRConfig)
+    search: SearchConfig = field(default_factory=SearchConfig)
+    code: CodeConfig = field(default_factory=CodeConfig)
 
     def __post_init__(self) -> None:
         table = {name: ModelEntry(name) for name in BUILTIN_MODEL_NAMES}
@@ -187,6 +213,12 @@ class Config:
             raise ConfigError("[asr] engine must be embedded or openai")
         if self.asr.engine == "openai" and not self.asr.base_url:
             raise ConfigError("[asr] engine 'openai' needs base_url")
+        if self.search.provider not in ("none", "local", "http"):
+            raise ConfigError("[search] provider must be none, local or http")
+        if self.search.provider == "local" and not self.search.folder:
+            raise ConfigError("[search] provider 'local' needs folder")
+        if self.search.provider == "http" and not self.search.url:
+            raise ConfigError("[search] provider 'http' needs url")
         if self.speech.default_voice not in self.voices:
             raise ConfigError(f"[speech] default_voice {self.speech.default_voice!r} is not a configured voice")
         if self.tls and bool(self.tls_cert) != bool(self.tls_key):
@@ -256,7 +288,7 @@ def load_config(path: Path | None = None, **overrides: Any) -> Config:
             data = tomllib.loads(Path(path).expanduser().read_text(encoding="utf-8"))
         except (OSError, tomllib.TOMLDecodeError) as exc:
             raise ConfigError(f"cannot read config {path}: {exc}") from exc
-    unknown = set(data) - {"server", "llm", "models", "voices", "speech", "asr"}
+    unknown = set(data) - {"server", "llm", "models", "voices", "speech", "asr", "search", "code"}
     if unknown:
         raise ConfigError(f"unknown section(s) in {path}: {', '.join(sorted(unknown))}")
     server = dict(data.get("server", {}))
@@ -276,7 +308,13 @@ def load_config(path: Path | None = None, **overrides: Any) -> Config:
               for name, table in data.get("voices", {}).items()}
     speech = _table(SpeechConfig, "speech", data.get("speech", {}))
     asr = _table(ASRConfig, "asr", data.get("asr", {}))
-    config = Config(**server, llms=llms, models=models, voices=voices, speech=speech, asr=asr)
+    search_table = dict(data.get("search", {}))
+    if search_table.get("folder"):
+        search_table["folder"] = Path(search_table["folder"]).expanduser()
+    search = _table(SearchConfig, "search", search_table)
+    code = _table(CodeConfig, "code", data.get("code", {}))
+    config = Config(**server, llms=llms, models=models, voices=voices, speech=speech, asr=asr, search=search,
+                    code=code)
 
     env_keys = tuple(k.strip() for k in os.environ.get("OPENLIVE_API_KEYS", "").split(",") if k.strip())
     llm_model = overrides.pop("llm_model", None)

@@ -6,13 +6,15 @@ import asyncio
 import logging
 from pathlib import Path
 
-from ..config import ASRConfig, Config, LLMConfig
+from ..config import ASRConfig, Config, LLMConfig, SearchConfig
 from .llm.base import LLMEngine
 from .llm.embedded import EmbeddedLlamaEngine
 from .llm.openai_compat import OpenAICompatEngine
 from .llm.packaged import resolve_model_file
 from .llm.scripted import ScriptedEngine
+from .search import HttpSearch, LocalSearch, SearchProvider
 from .asr.openai_compat import OpenAICompatASR
+from .code.sandbox import Sandbox, SandboxLimits
 from .asr.service import SharedASR
 from .asr.whisper import WhisperASR, resolve_asr_model
 from .tts.registry import VoiceRegistry
@@ -54,6 +56,19 @@ def build_asr(asr: ASRConfig, data_dir: Path) -> SharedASR | OpenAICompatASR:
     return SharedASR(model, max_waiting=asr.max_waiting)
 
 
+async def build_search(search: SearchConfig) -> SearchProvider | None:
+    if search.provider == "local":
+        assert search.folder is not None  # checked by Config.validate
+        provider = LocalSearch("local", search.folder, base_uri=search.base_uri)
+        stats = await provider.start()
+        log.info("search index of %s ready: %s", search.folder, stats)
+        return provider
+    if search.provider == "http":
+        assert search.url is not None
+        return HttpSearch("http", search.url, timeout_s=search.timeout_s, api_key=search.api_key)
+    return None
+
+
 class Engines:
     """The engines a server uses, started once and shared by every session."""
 
@@ -63,6 +78,8 @@ class Engines:
         self.voices: VoiceRegistry | None = None
         self.asr: SharedASR | OpenAICompatASR | None = None
         self.vad_factory = SileroVAD
+        self.search: SearchProvider | None = None
+        self.sandbox = Sandbox(SandboxLimits(**vars(config.code)))
         self.ready = asyncio.Event()
         self.error: BaseException | None = None
         self._settled = asyncio.Event()  # set once start() has either succeeded or failed
@@ -82,6 +99,9 @@ class Engines:
             await asyncio.to_thread(SileroVAD)  # fail at start-up, not in a session, if the VAD is broken
             self.asr = asr
             log.info("speech recognition ready: %s", self.config.asr.base_url or self.config.asr.model)
+            self.search = await build_search(self.config.search)
+            ok, why = await asyncio.to_thread(self.sandbox.available)
+            log.info("code execution %s", "ready (bubblewrap sandbox)" if ok else f"unavailable: {why}")
             self.ready.set()
             log.info("engines ready: %s", ", ".join(self.llms))
         except Exception as exc:
@@ -105,6 +125,8 @@ class Engines:
         if self.voices is not None:
             self.voices.close()
             self.voices = None
+        if isinstance(self.search, LocalSearch):
+            self.search.close()
         if isinstance(self.asr, OpenAICompatASR):
             await self.asr.aclose()
         elif self.asr is not None:

@@ -238,7 +238,8 @@ class OpenLiveApp:
                  " vertex" if route.vertex else "")
         session = LiveSession(setup, llm=self.engines.llms[entry.llm], send=conn.send, session_id=session_id,
                               voices=self.engines.voices, speech=self.config.speech, asr=self.engines.asr,
-                              vad_factory=self.engines.vad_factory)
+                              vad_factory=self.engines.vad_factory, search=self.engines.search,
+                              sandbox=self.engines.sandbox)
         await session.start()
         return session
 

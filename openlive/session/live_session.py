@@ -167,7 +167,8 @@ class LiveSession:
         self.sandbox = sandbox
         self.tools = ToolSet.from_setup(setup.tools)
         self._pending_calls: dict[str, asyncio.Future[FunctionResponse]] = {}  # blocking calls awaiting an answer
-        self._background_calls: dict[str, str] = {}  # NON_BLOCKING call id -> function name
+        self._background_calls: dict[str, tuple[str, Any]] = {}  # NON_BLOCKING call id -> (name, args)
+        self._answered: dict[str, float] = {}  # (function, args) -> when its result arrived
         self.history: list[Turn] = []
         self._reply: asyncio.Task[None] | None = None
         self._user_audio: UserAudio | None = None
@@ -396,8 +397,8 @@ class LiveSession:
                 if decision is None or decision.tool == "none":
                     break
                 key = json.dumps([decision.tool, decision.args], sort_keys=True)
-                if key in reply.tools_used:
-                    # Small models may ask again for what they already have: make them answer instead.
+                if key in reply.tools_used or self._recently_answered(decision):
+                    # Small models ask again for what they already have: make them answer instead.
                     allow_tools = False
                     continue
                 reply.tools_used.add(key)
@@ -512,7 +513,7 @@ class LiveSession:
                  for args in arg_sets if isinstance(args, dict)]
         self._append("model", "[called " + "; ".join(f"{function.name}({json.dumps(c['args'])})" for c in calls) + "]")
         if function.non_blocking:
-            self._background_calls.update({c["id"]: function.name for c in calls})
+            self._background_calls.update({c["id"]: (function.name, c["args"]) for c in calls})
             await self._send(sm.tool_call(calls))
             self._append("user", f"[{function.name} is running; its result will come later. Tell the user.]")
             return False
@@ -527,10 +528,21 @@ class LiveSession:
             for call_id in waiters:
                 self._pending_calls.pop(call_id, None)
         for call, response in zip(calls, responses):
+            self._remember_answer(function.name, call["args"])
             self._append("user", f"[result of {function.name}({json.dumps(call['args'])}): "
                                  f"{json.dumps(response.response)}]")
         self._append("user", "Use these results to answer." if len(calls) > 1 else "Use this result to answer.")
         return True
+
+    def _remember_answer(self, name: str, args: Any) -> None:
+        self._answered[json.dumps([name, args], sort_keys=True)] = time.monotonic()
+
+    def _recently_answered(self, decision: Decision) -> bool:
+        """Whether every call in this decision got its answer within the last couple of minutes."""
+        arg_sets = decision.args if isinstance(decision.args, list) else [decision.args]
+        now = time.monotonic()
+        return all(now - self._answered.get(json.dumps([decision.tool, a], sort_keys=True), -1e9) < ANSWER_MEMORY_S
+                   for a in arg_sets)
 
     async def _run_code(self, code: str) -> None:
         await self._send(sm.model_turn([{"executableCode": {"language": "PYTHON", "code": code}}]))
@@ -541,7 +553,9 @@ class LiveSession:
             result_outcome, output = result.outcome, result.output
         await self._send(sm.model_turn([{"codeExecutionResult": {"outcome": result_outcome, "output": output}}]))
         self._append("model", f"[ran Python]\n{code}")
-        self._append("user", f"[Python {result_outcome}; output:]\n{output[:4000]}\nUse this output to answer.")
+        advice = ("Use this output to answer." if result_outcome == "OUTCOME_OK" else
+                  "Fix the program: it must define everything it uses and print the answer. Run it again.")
+        self._append("user", f"[Python {result_outcome}; output:]\n{output[:4000]}\n{advice}")
 
     async def _search(self, query: str, reply: _Reply) -> None:
         results = await self.search.search(query, limit=3) if self.search is not None else []
@@ -557,7 +571,9 @@ class LiveSession:
             if waiter is not None and not waiter.done():
                 waiter.set_result(response)
             elif response.id in self._background_calls:
-                await self._on_background_result(self._background_calls.pop(response.id), response)
+                name, args = self._background_calls.pop(response.id)
+                self._remember_answer(name, args)
+                await self._on_background_result(name, response)
             else:
                 # No in-band error exists in the Live API: say it in the log and carry on.
                 log.warning("toolResponse for unknown or finished call id %r (%s) ignored", response.id, response.name)
@@ -617,6 +633,7 @@ class LiveSession:
 
 OUTPUT_RATE = 24000
 MAX_TOOL_ROUNDS = 5
+ANSWER_MEMORY_S = 120.0  # a function's answer counts as known this long; asking again after it is new
 AUDIO_TOKENS_PER_SECOND = 25
 
 

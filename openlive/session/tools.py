@@ -138,8 +138,11 @@ class ToolSet:
             lines.append(f"User asks for what {f.name} does, for two things -> "
                          + json.dumps({"tool": f.name, "args": [example, example], "reply": ""}))
         if self.code_execution:
-            lines.append("User: What is 37 times 91? -> " + json.dumps(
-                {"tool": RUN_PYTHON, "args": {"code": "print(37 * 91)"}, "reply": ""}))
+            # The example defines what it uses: small models otherwise call helpers they never wrote.
+            lines.append("User: What is the 10th triangular number? -> " + json.dumps(
+                {"tool": RUN_PYTHON, "args": {"code": "def triangular(n):\n    total = 0\n    for i in range(1, n + 1):"
+                                                       "\n        total += i\n    return total\n\nprint(triangular(10))"},
+                 "reply": ""}))
         if self.search:
             lines.append("User asks about a fact you do not know -> " + json.dumps(
                 {"tool": SEARCH, "args": {"query": "the key words of the question"}, "reply": ""}))

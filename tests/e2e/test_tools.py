@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from pathlib import Path
 
 import pytest
 from google import genai
@@ -105,3 +106,51 @@ async def test_interrupting_during_a_pending_call_cancels_it(embedded_server):
         await asyncio.wait_for(until_cancelled(), 30)
     cancellation = next(m.tool_call_cancellation for m in rest if m.tool_call_cancellation)
     assert cancellation.ids == [call.id]
+
+
+@pytest.fixture(scope="module")
+def grounded_server(start_server):
+    docs = Path(__file__).resolve().parents[1] / "data" / "docs"
+    return start_server(f'[search]\nprovider = "local"\nfolder = "{docs}"\nbase_uri = "https://docs.example.test"\n')
+
+
+async def test_code_execution_computes_fibonacci(embedded_server):
+    async with connect(embedded_server, [types.Tool(code_execution=types.ToolCodeExecution())]) as session:
+        messages = await ask(session, "Calculate the 15th Fibonacci number.")
+    parts = [p for m in messages if m.server_content and m.server_content.model_turn
+             for p in m.server_content.model_turn.parts or []]
+    codes = [p.executable_code for p in parts if p.executable_code]
+    results = [p.code_execution_result for p in parts if p.code_execution_result]
+    assert codes and codes[-1].language.name == "PYTHON"
+    assert any(r.outcome.name == "OUTCOME_OK" and "610" in (r.output or "") for r in results), results
+    assert "610" in answer(messages)
+
+
+async def test_search_grounding_cites_the_one_document_that_knows(grounded_server):
+    async with connect(grounded_server, [types.Tool(google_search=types.GoogleSearch())]) as session:
+        messages = await ask(session, "What time does the Zorvath Institute cafeteria open on weekdays?")
+    grounding = next(m.server_content.grounding_metadata for m in messages
+                     if m.server_content and m.server_content.grounding_metadata)
+    first = grounding.grounding_chunks[0].web
+    assert first.title == "Zorvath Institute Visitor Guide"
+    assert first.uri == "https://docs.example.test/zorvath-institute.md"
+    assert grounding.web_search_queries
+    assert "7:15" in answer(messages), answer(messages)
+
+
+async def test_non_blocking_function_keeps_talking_and_silent_result_adds_context(embedded_server):
+    slow = WEATHER.model_copy(update={"behavior": types.Behavior.NON_BLOCKING})
+    async with connect(embedded_server, [types.Tool(function_declarations=[slow])]) as session:
+        messages = await ask(session, "What's the weather like in Oslo?")
+        [call] = [c for m in messages if m.tool_call for c in m.tool_call.function_calls]
+        rest = await _collect(session)  # the model talks on while the call runs
+        assert answer(rest).strip() and rest[-1].server_content.turn_complete
+        await session.send_tool_response(function_responses=[types.FunctionResponse(
+            id=call.id, name=call.name, response={"temperature_celsius": -3},
+            scheduling=types.FunctionResponseScheduling.SILENT)])
+        with pytest.raises(asyncio.TimeoutError):  # SILENT: no spoken reply about it
+            await _collect(session, timeout=3)
+        await session.send_client_content(turns=types.Content(role="user", parts=[types.Part(
+            text="Without calling any tool: what temperature did the weather tool report for Oslo?")]))
+        later = await _collect(session)
+    assert "-3" in answer(later) or "minus 3" in answer(later).lower(), answer(later)
