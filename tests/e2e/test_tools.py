@@ -3,11 +3,17 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from pathlib import Path
 
+import numpy as np
 import pytest
+import soxr
 from google import genai
 from google.genai import types
+
+from openlive.config import load_config
+from openlive.engines.tts.registry import build_voice
 
 pytestmark = pytest.mark.e2e
 
@@ -17,8 +23,8 @@ WEATHER = types.FunctionDeclaration(
         "location": types.Schema(type=types.Type.STRING, description="The city name")}, required=["location"]))
 
 
-def connect(server, tools, **extra):
-    client = genai.Client(api_key="k", http_options=types.HttpOptions(base_url=server.base_url))
+def connect(server, tools, key="server-secret", **extra):
+    client = genai.Client(api_key=key, http_options=types.HttpOptions(base_url=server.base_url))
     config = types.LiveConnectConfig(response_modalities=["TEXT"], temperature=0, tools=tools, **extra)
     return client.aio.live.connect(model="gemini-live-2.5-flash-preview", config=config)
 
@@ -154,3 +160,85 @@ async def test_non_blocking_function_keeps_talking_and_silent_result_adds_contex
             text="Without calling any tool: what temperature did the weather tool report for Oslo?")]))
         later = await _collect(session)
     assert "-3" in answer(later) or "minus 3" in answer(later).lower(), answer(later)
+
+
+async def test_a_spoken_question_calls_the_tool_and_the_answer_is_spoken(embedded_server):
+    """Tools with audio in and audio out: Piper asks, Whisper hears, the model calls, the voice answers."""
+    voice = build_voice(load_config().voices["Puck"])
+    voice.load()
+    pcm = b"".join(voice.synthesize("What is the weather like in Paris right now?"))
+    question = soxr.resample(np.frombuffer(pcm, dtype=np.int16), voice.sample_rate, 16000).astype(np.int16).tobytes()
+    client = genai.Client(api_key="k", http_options=types.HttpOptions(base_url=embedded_server.base_url))
+    config = types.LiveConnectConfig(response_modalities=["AUDIO"], temperature=0, output_audio_transcription={},
+                                     tools=[types.Tool(function_declarations=[WEATHER])])
+    async with client.aio.live.connect(model="gemini-live-2.5-flash-preview", config=config) as session:
+        sender = asyncio.create_task(_speak(session, question + b"\0\0" * 16000 * 2))
+        messages = await _collect(session)
+        [call] = [c for m in messages if m.tool_call for c in m.tool_call.function_calls]
+        assert call.args["location"].lower() == "paris"
+        reply = await respond(session, call, {"temperature_celsius": 17, "condition": "light rain"})
+        sender.cancel()
+    assert sum(len(m.data) for m in reply if m.data) / 48000 > 0.5  # spoken
+    spoken = "".join(m.server_content.output_transcription.text for m in reply
+                     if m.server_content and m.server_content.output_transcription)
+    assert "17" in spoken or "rain" in spoken.lower() or "seventeen" in spoken.lower(), spoken
+
+
+async def _speak(session, pcm: bytes) -> None:
+    start = time.monotonic()
+    for i in range(0, len(pcm), 1280):
+        await session.send_realtime_input(audio=types.Blob(data=pcm[i:i + 1280], mime_type="audio/pcm;rate=16000"))
+        await asyncio.sleep(max(0.0, start + (i + 1280) / 32000 - time.monotonic()))
+
+
+HOSTILE = {
+    "fork bomb": ("import os\nwhile True:\n    os.fork()", {"OUTCOME_FAILED", "OUTCOME_DEADLINE_EXCEEDED"}),
+    "memory hog": ("x = bytearray(2 * 1024 ** 3)\nprint(len(x))", {"OUTCOME_FAILED"}),
+    "endless loop": ("while True:\n    pass", {"OUTCOME_DEADLINE_EXCEEDED"}),
+    "read secrets": ("import os\nprint(os.environ.get('OPENLIVE_API_KEYS'))\n"
+                     "print(open('/work/main/pyproject.toml').read())", {"OUTCOME_FAILED"}),
+    "network": ("import socket\nsocket.create_connection(('127.0.0.1', 22), timeout=2)", {"OUTCOME_FAILED"}),
+    "write outside": ("open('/tmp/openlive-sandbox-escape', 'w').write('x')\nimport shutil\n"
+                      "open('/usr/escape', 'w').write('x')", {"OUTCOME_FAILED"}),
+}
+
+
+@pytest.fixture(scope="module")
+def sandbox_server(start_server, tmp_path_factory):
+    """A scripted model that asks to run each hostile program, on a server holding a secret key."""
+    rules = "".join(f'\n[[reply]]\nmatch = "{name}"\ntool = "run_python"\nargs = {{ code = """{code}""" }}\n'
+                    for name, (code, _) in HOSTILE.items())
+    script = tmp_path_factory.mktemp("hostile") / "script.toml"
+    script.write_text(rules)
+    return start_server(f'[llm.default]\nengine = "scripted"\nscript = "{script}"\n\n[code]\nwall_s = 3\ncpu_s = 2\n',
+                        env={"OPENLIVE_API_KEYS": "server-secret"})
+
+
+async def test_hostile_code_fails_safely_while_other_sessions_carry_on(sandbox_server):
+    outcomes = {}
+
+    async def attack(name: str) -> None:
+        async with connect(sandbox_server, [types.Tool(code_execution=types.ToolCodeExecution())]) as session:
+            messages = await ask(session, f"please run the {name}")
+        parts = [p for m in messages if m.server_content and m.server_content.model_turn
+                 for p in m.server_content.model_turn.parts or []]
+        result = next(p.code_execution_result for p in parts if p.code_execution_result)
+        outcomes[name] = (result.outcome.name, result.output or "")
+
+    async def bystander() -> list[str]:
+        replies = []
+        async with connect(sandbox_server, []) as session:
+            for i in range(6):
+                replies.append(answer(await ask(session, f"hello {i}")))
+                await asyncio.sleep(0.3)
+        return replies
+
+    # The server holds the key "server-secret" in its environment: no sandboxed program may see it.
+    replies, _ = await asyncio.gather(bystander(), asyncio.gather(*(attack(n) for n in HOSTILE)))
+    assert replies == [f"You said: hello {i}" for i in range(6)]
+    for name, (_, expected) in HOSTILE.items():
+        outcome, output = outcomes[name]
+        assert outcome in expected, (name, outcome, output)
+        assert "server-secret" not in output and "[build-system]" not in output
+    assert not Path("/tmp/openlive-sandbox-escape").exists() and not Path("/usr/escape").exists()
+    assert sandbox_server.process.poll() is None

@@ -12,6 +12,11 @@ user message:
     match = "crash"
     error = "engine exploded"  # fail like a broken engine would (tests your app's error path)
 
+    [[reply]]
+    match = "weather"          # with tools declared: call one (the args as the tool expects them)
+    tool = "get_current_weather"
+    args = [{ location = "Paris" }]
+
     token_delay_ms = 20          # optional pacing between streamed words
 
 With no script the engine echoes: "You said: <message>".
@@ -20,6 +25,7 @@ With no script the engine echoes: "You said: <message>".
 from __future__ import annotations
 
 import asyncio
+import json
 import re
 import tomllib
 from dataclasses import dataclass
@@ -34,6 +40,8 @@ class Rule:
     pattern: re.Pattern[str] | None
     text: str
     error: str | None = None
+    tool: str | None = None
+    args: object = None
 
 
 class ScriptedEngine:
@@ -50,23 +58,39 @@ class ScriptedEngine:
             for rule in data.get("reply", []):
                 match = rule.get("match")
                 self.rules.append(Rule(re.compile(match, re.IGNORECASE) if match else None,
-                                       str(rule.get("text", "")), rule.get("error")))
+                                       str(rule.get("text", "")), rule.get("error"), rule.get("tool"),
+                                       rule.get("args", {})))
         self.token_delay_s = (token_delay_ms if token_delay_ms is not None else delay) / 1000.0
 
     async def start(self) -> None:
         return None
 
-    def reply_for(self, user: str) -> str:
+    def rule_for(self, user: str) -> Rule | None:
         for rule in self.rules:
             if rule.pattern is None or rule.pattern.search(user):
                 if rule.error:
                     raise EngineError(f"scripted engine {self.name!r}: {rule.error}")
-                return rule.text.replace("{user}", user)
-        return f"You said: {user}"
+                return rule
+        return None
+
+    def reply_for(self, user: str) -> str:
+        rule = self.rule_for(user)
+        return rule.text.replace("{user}", user) if rule and not rule.tool else f"You said: {user}"
+
+    def _turn(self, request: ChatRequest, user: str) -> str:
+        """The reply text, or with tools declared the JSON turn openlive's router expects."""
+        if request.json_schema is None:
+            return self.reply_for(user)
+        rule = self.rule_for(user)
+        # A tool's result comes back as the last "user" message: then the script reports it.
+        if rule and rule.tool and not user.startswith("["):
+            return json.dumps({"tool": rule.tool, "args": rule.args, "reply": ""})
+        text = f"Result: {user.splitlines()[1] if user.startswith('[Python') and len(user.splitlines()) > 1 else user}"
+        return json.dumps({"tool": "none", "args": {}, "reply": text if user.startswith("[") else self.reply_for(user)})
 
     async def stream(self, request: ChatRequest) -> AsyncIterator[ChatChunk]:
         user = next((m.content for m in reversed(request.messages) if m.role == "user"), "")
-        reply = self.reply_for(user)
+        reply = self._turn(request, user)
         if request.params.max_tokens:
             reply = " ".join(reply.split(" ")[: request.params.max_tokens])
         words = re.findall(r"\S+\s*", reply) or [reply]
