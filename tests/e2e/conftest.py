@@ -21,18 +21,11 @@ from pathlib import Path
 import httpx
 import pytest
 
+from tests.support.require import require
+
 from openlive.server.tls import ensure_self_signed
 
 REPO = Path(__file__).resolve().parents[2]
-
-
-def require(condition: bool, reason: str) -> None:
-    """Skip when a tool is missing locally, but fail in CI where everything must be installed."""
-    if condition:
-        return
-    if os.environ.get("OPENLIVE_REQUIRE_ALL") == "1":
-        pytest.fail(f"required in this run: {reason}")
-    pytest.skip(reason)
 
 
 def free_port() -> int:

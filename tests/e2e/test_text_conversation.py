@@ -13,7 +13,9 @@ import pytest
 from google import genai
 from google.genai import types
 
-from .conftest import REPO, require
+from tests.support.require import require
+
+from .conftest import REPO
 
 pytestmark = pytest.mark.e2e
 

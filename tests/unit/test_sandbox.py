@@ -21,6 +21,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.support.require import require
+
 from openlive.engines.code import sandbox as sandbox_module
 from openlive.engines.code.sandbox import (
     CODE_PATH,
@@ -38,14 +40,6 @@ FAST = SandboxLimits(wall_s=2.0, cpu_s=2.0, memory_mb=256, max_processes=16,
 FIB = "a, b = 0, 1\nfor _ in range(15):\n    a, b = b, a + b\nprint(a)\n"
 BOMB_MARK = "300.0417"  # a distinctive argument, to find stray processes by
 
-
-def require(condition: bool, reason: str) -> None:
-    """Skip when the sandbox cannot work locally, but fail where everything must be installed."""
-    if condition:
-        return
-    if os.environ.get("OPENLIVE_REQUIRE_ALL") == "1":
-        pytest.fail(f"required in this run: {reason}")
-    pytest.skip(reason)
 
 
 @pytest.fixture
