@@ -68,7 +68,7 @@ class UserAudio:
         self._resampler: soxr.ResampleStream | None = None
         self._in_rate = RATE
         self._odd = b""  # a trailing half sample from the last blob
-        self._pending = np.zeros(0, dtype=np.float32)  # samples not yet a whole VAD frame
+        self._pending = b""  # 16 kHz samples not yet a whole VAD frame
         self._audio = bytearray()  # 16 kHz audio of the turn being heard
         self._start = 0  # where the current utterance begins in _audio
         self._last_speech_end = 0  # where the last voiced frame ended in _audio
@@ -97,17 +97,15 @@ class UserAudio:
             if self.capturing:
                 self._append(pcm16)
             return events
-        samples = np.frombuffer(pcm16, dtype=np.int16).astype(np.float32) / 32768.0
-        frames = np.concatenate([self._pending, samples])
-        n = self.vad.frame_samples
-        whole = len(frames) // n * n
-        self._pending = frames[whole:]
-        offset = 0
-        for i in range(0, whole, n):
-            frame_bytes = (frames[i:i + n] * 32768.0).clip(-32768, 32767).astype(np.int16).tobytes()
-            self._append(frame_bytes)
-            offset += len(frame_bytes)
-            probability = self.vad.probability(frames[i:i + n])
+        # The buffer keeps the client's own samples; only the VAD sees them as floats.
+        data = self._pending + pcm16
+        step = self.vad.frame_samples * 2
+        whole = len(data) // step * step
+        self._pending = data[whole:]
+        floats = np.frombuffer(data, dtype=np.int16, count=whole // 2).astype(np.float32) / 32768.0
+        for i in range(0, whole, step):
+            self._append(data[i:i + step])
+            probability = self.vad.probability(floats[i // 2:i // 2 + step // 2])
             event = self.detector.update(probability)
             if probability >= self.detector.params.end_threshold and self.detector.speaking:
                 self._last_speech_end = len(self._audio)
