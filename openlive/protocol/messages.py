@@ -42,6 +42,8 @@ class WireModel(BaseModel):
         validate_by_name=True,
         extra="forbid",
         frozen=True,
+        # Dumped setups are stored in resumption snapshots: bytes must survive as base64.
+        ser_json_bytes="base64",
     )
 
 

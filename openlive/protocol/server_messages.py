@@ -86,3 +86,18 @@ def turn_complete(usage: Usage | None = None) -> dict[str, Any]:
     if usage is not None:
         message["usageMetadata"] = usage.to_wire()
     return message
+
+
+def session_resumption_update(handle: str | None, *, last_consumed: int | None = None) -> dict[str, Any]:
+    """A new handle for the state so far, or (no handle) word that the session cannot be resumed now."""
+    if handle is None:
+        return {"sessionResumptionUpdate": {"resumable": False}}
+    update: dict[str, Any] = {"newHandle": handle, "resumable": True}
+    if last_consumed is not None:
+        update["lastConsumedClientMessageIndex"] = str(last_consumed)  # an int64: a string in proto JSON
+    return {"sessionResumptionUpdate": update}
+
+
+def go_away(time_left_s: float) -> dict[str, Any]:
+    # A protobuf Duration: seconds with up to nine fractional digits and an "s".
+    return {"goAway": {"timeLeft": f"{max(0.0, time_left_s):.3f}".rstrip("0").rstrip(".") + "s"}}

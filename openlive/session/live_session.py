@@ -15,30 +15,34 @@ import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 import soxr
 
 from ..config import SpeechConfig
-from ..engines.llm.base import ChatMessage, ChatRequest, EngineError, Finished, LLMEngine, SamplingParams, TextDelta
+from ..engines.llm.base import (ChatMessage, ChatRequest, EngineError, Finished, LLMEngine, SamplingParams, TextDelta,
+                                count_tokens)
 from ..engines.tts.base import TTSError, TTSVoice
 from ..engines.tts.registry import VoiceRegistry
 from ..protocol import server_messages as sm
 from ..protocol.errors import ProtocolError, internal_error, invalid_argument
 from ..engines.search.base import SearchError, SearchProvider, SearchResult, grounding_metadata
 from ..protocol.messages import (ClientContent, ClientEvent, ContextUpdate, FunctionResponse, RealtimeInput, Setup,
-                                 ToolResponse)
+                                 Tool, ToolResponse)
 from ..engines.asr.service import Recognizer
 from ..engines.asr.whisper import Transcript
 from .activity import Activity, ActivityParams
+from .context import AUDIO_TOKENS_PER_SECOND, VIDEO_TOKENS_PER_FRAME, ContextPolicy, turns_to_drop, window_exceeded
 from .languages import canonical_language, language_name
+from .resumption import ConsumedIndex, SavedTurn, Snapshot, new_handle
 from .speech import ClauseSegmenter, pcm_chunks
 from .tools import RUN_PYTHON, SEARCH, Decision, RouterStream, ToolSet
 from .user_audio import UserAudio, VoiceActivityModel, pcm_rate
 
 if TYPE_CHECKING:
     from ..engines.code.sandbox import Sandbox
+    from ..store import Store
 
 log = logging.getLogger(__name__)
 
@@ -49,6 +53,27 @@ Send = Callable[[dict[str, Any]], Awaitable[None]]
 class Turn:
     role: str  # "user" | "model", as on the wire
     text: str
+    tokens: int = 0  # counted so far (speech is counted by its length, text by the tokenizer)
+    uncounted: list[str] = field(default_factory=list)  # text not yet through the tokenizer
+
+
+class TokenBudget(Protocol):
+    """Tokens a session spends, charged to its API key's per-minute budget."""
+
+    async def admit(self, tokens: int) -> None:
+        """Charge a turn's input before it runs; raises ProtocolError when that goes over the budget."""
+
+    async def spend(self, tokens: int) -> None:
+        """Charge what a turn produced (never refused: it is already said)."""
+
+
+@dataclass(frozen=True)
+class Persistence:
+    """Where resumption snapshots go, whose they are, and how long their handles stay valid."""
+
+    store: Store
+    owner: str  # digest of the key that opened the session
+    ttl_s: float = 86400.0
 
 
 @dataclass
@@ -152,6 +177,10 @@ class LiveSession:
         vad_factory: Callable[[], VoiceActivityModel] | None = None,
         search: SearchProvider | None = None,
         sandbox: Sandbox | None = None,
+        context_window: int = 32768,
+        persistence: Persistence | None = None,
+        budget: TokenBudget | None = None,
+        resumed: Snapshot | None = None,
     ) -> None:
         self.setup = setup
         self.llm = llm
@@ -166,6 +195,25 @@ class LiveSession:
         self.search = search
         self.sandbox = sandbox
         self.tools = ToolSet.from_setup(setup.tools)
+        self._tool_decls: list[Tool] | None = setup.tools
+        self.context = ContextPolicy.from_setup(setup.context_window_compression, context_window)
+        self.budget = budget
+        self._media_tokens = 0  # video frames seen since the last user turn
+        self._counted_system: tuple[str, int] = ("", 0)
+        self._deferred: list[Callable[[], None]] = []  # context updates waiting for the reply to end
+        # Resumption: one lineage per conversation; a snapshot at every quiet point once asked for.
+        self.persistence = persistence if setup.session_resumption is not None else None
+        self.transparent = bool(setup.session_resumption and setup.session_resumption.transparent)
+        self.lineage = uuid.uuid4().hex
+        self._index = 0  # this connection's client messages, setup being 0
+        self.consumed = ConsumedIndex()
+        self._version = 0  # bumped by every change a snapshot would hold
+        self._saved: tuple[int, int] | None = None  # (version, consumed index) of the last snapshot
+        self._said_unresumable = False
+        self._checkpointing: asyncio.Task[None] | None = None
+        self._checkpoint_again = False
+        self._closing = False
+        self._audio_since_checkpoint = 0.0
         self._pending_calls: dict[str, asyncio.Future[FunctionResponse]] = {}  # blocking calls awaiting an answer
         self._background_calls: dict[str, tuple[str, Any]] = {}  # NON_BLOCKING call id -> (name, args)
         self._answered: dict[str, float] = {}  # (function, args) -> when its result arrived
@@ -177,6 +225,8 @@ class LiveSession:
         self._ignored: set[str] = set()
         # Set when the session must end: the transport closes with this error's code and reason.
         self.failure: asyncio.Future[ProtocolError] = asyncio.get_running_loop().create_future()
+        if resumed is not None:
+            self._restore(resumed)
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -184,6 +234,7 @@ class LiveSession:
         if self.options.modality == "AUDIO":
             self.voice = self._choose_voice()
         await self._send(sm.setup_complete(self.session_id))
+        self._request_checkpoint()  # a handle from the start: even a silent session can be resumed
 
     def _choose_voice(self) -> TTSVoice:
         if self.voices is None:
@@ -195,11 +246,15 @@ class LiveSession:
         return self.voices.for_language(voice, self.options.language)
 
     async def aclose(self) -> None:
+        self._closing = True
         tasks = [t for t in (self._reply, self._speculative, *self._user_turns) if t is not None]
         self._reply = self._speculative = None
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
+        if self._checkpointing is not None:
+            # A snapshot being written is finished, not dropped: its handle may already be promised.
+            await asyncio.gather(self._checkpointing, return_exceptions=True)
 
     @property
     def replying(self) -> bool:
@@ -213,6 +268,7 @@ class LiveSession:
     # ------------------------------------------------------------------ client events
 
     async def handle(self, event: ClientEvent) -> None:
+        self._index += 1
         if isinstance(event, Setup):
             raise invalid_argument("Request contains an invalid argument: setup must be the first and only setup message.")
         if isinstance(event, ClientContent):
@@ -223,15 +279,23 @@ class LiveSession:
             await self._on_tool_response(event)
         elif isinstance(event, ContextUpdate):
             self._on_context_update(event)
+        if not _is_audio_only(event):
+            self.consumed.message(self._index)
+            self._request_checkpoint()
+        elif self.transparent and self._audio_since_checkpoint >= TRANSPARENT_CHECKPOINT_S:
+            # Move the consumed index on now and then, so a client's replay buffer stays short.
+            self._request_checkpoint()
 
     async def _on_client_content(self, event: ClientContent) -> None:
         # "A new clientContent message will interrupt any current model generation."
         await self._interrupt()
         for content in event.turns:
-            role = "model" if content.role == "model" else "user"
             text = content.text()
-            if text:
-                self._append(role, text)
+            if content.role == "system":
+                # A new system instruction mid-session, sent as a system turn.
+                self._update_context(system_instruction=text)
+            elif text:
+                self._append("model" if content.role == "model" else "user", text)
         if event.turn_complete:
             self._start_reply()
 
@@ -248,11 +312,11 @@ class LiveSession:
             (await self._audio_input()).start_capture()
         for blob in [b for b in (event.audio, *(event.media_chunks or ())) if b is not None]:
             if blob.mime_type.lower().startswith("image/"):
-                self._ignore("video frames")  # no vision engine yet: frames are accepted, not seen
+                self._on_video_frame()
             else:
                 await self._on_audio(blob.data, pcm_rate(blob.mime_type))
         if event.video is not None:
-            self._ignore("video frames")
+            self._on_video_frame()
         if event.text is not None:
             if self.options.barge_in:
                 await self._interrupt()
@@ -261,6 +325,10 @@ class LiveSession:
             self._end_user_turn()
         if event.activity_end is not None and self._user_audio is not None and self._user_audio.capturing:
             self._end_user_turn()
+
+    def _on_video_frame(self) -> None:
+        self._ignore("video frames")  # no vision engine yet: frames are accepted, not seen
+        self._media_tokens += VIDEO_TOKENS_PER_FRAME  # but the service counts them in the context
 
     def _ignore(self, what: str) -> None:
         if what not in self._ignored:
@@ -284,10 +352,18 @@ class LiveSession:
 
     async def _on_audio(self, pcm: bytes, rate: int) -> None:
         audio = await self._audio_input()
-        for activity in audio.feed(pcm, rate):
+        activities = audio.feed(pcm, rate)
+        seconds = len(pcm) / (2 * rate)
+        self._audio_since_checkpoint += seconds
+        self.consumed.audio(self._index, seconds, in_utterance=audio.speaking)
+        for i, activity in enumerate(activities):
             if activity is Activity.START:
                 await self._on_user_speech_start()
             elif activity is Activity.PAUSE:
+                if Activity.END in activities[i + 1:]:
+                    # The turn ends in this same message (a big chunk, or a replay): the utterance is
+                    # already cut, so there is nothing to recognize early.
+                    continue
                 # Recognize during the silence window, so the transcript is ready when the turn ends.
                 self._drop_speculation()
                 self._speculative = asyncio.create_task(self._recognize(audio.utterance()))
@@ -309,6 +385,8 @@ class LiveSession:
     def _end_user_turn(self) -> None:
         assert self._user_audio is not None
         pcm = self._user_audio.finish_turn()
+        # The utterance now lives in the user turn's task: until it is history, the session is busy.
+        self.consumed.utterance_taken()
         speculative, self._speculative = self._speculative, None
         self._spawn(self._user_turn(pcm, speculative))
 
@@ -317,6 +395,7 @@ class LiveSession:
         task = asyncio.create_task(coroutine)
         self._user_turns.add(task)
         task.add_done_callback(self._user_turns.discard)
+        task.add_done_callback(self._on_work_done)
 
     async def _recognize(self, pcm: bytes) -> Transcript:
         assert self.asr is not None
@@ -337,27 +416,53 @@ class LiveSession:
             return  # noise, a cough, or a breath: no turn
         if self.options.input_transcription:
             await self._send(sm.input_transcription(text))
-        await self._take_user_turn(text)
+        # The service counts what was heard, not what was written down: speech by its length.
+        await self._take_user_turn(text, tokens=round(len(pcm) / 32000 * AUDIO_TOKENS_PER_SECOND))
 
-    async def _take_user_turn(self, text: str) -> None:
+    async def _take_user_turn(self, text: str, tokens: int | None = None) -> None:
         # With NO_INTERRUPTION the reply in progress finishes before the next one starts.
         while self._reply is not None and not self._reply.done():
             await asyncio.gather(self._reply, return_exceptions=True)
-        self._append("user", text)
+        self._append("user", text, tokens)
         self._start_reply()
 
     def _on_context_update(self, event: ContextUpdate) -> None:
-        if event.system_instruction is not None:
-            self.options.system_instruction = event.system_instruction.text()
+        self._update_context(
+            system_instruction=event.system_instruction.text() if event.system_instruction is not None else None,
+            tools=event.tools.tools if event.tools is not None else None)
+
+    def _update_context(self, *, system_instruction: str | None = None, tools: list[Tool] | None = None) -> None:
+        """A new instruction or tool list: in force from the next turn, never halfway through a reply."""
+        toolset = ToolSet.from_setup(tools) if tools is not None else None  # a bad declaration fails now
+
+        def apply() -> None:
+            if system_instruction is not None:
+                self.options.system_instruction = system_instruction
+            if toolset is not None:
+                self.tools, self._tool_decls = toolset, tools
+            self._version += 1
+
+        if self.replying:
+            self._deferred.append(apply)
+        else:
+            apply()
 
     # ------------------------------------------------------------------ replies
 
-    def _append(self, role: str, text: str) -> None:
+    def _append(self, role: str, text: str, tokens: int | None = None) -> None:
+        """Add to history; `tokens` when the service counts this by something other than its text."""
+        self._version += 1
+        counted, uncounted = (tokens, []) if tokens is not None else (0, [text])
+        if role == "user" and self._media_tokens:
+            counted, self._media_tokens = counted + self._media_tokens, 0
         if self.history and self.history[-1].role == role:
             # Consecutive turns of one role read as one turn to chat templates that need alternation.
-            self.history[-1].text += "\n" + text
+            last = self.history[-1]
+            last.text += "\n" + text
+            last.tokens += counted
+            last.uncounted += uncounted
         else:
-            self.history.append(Turn(role, text))
+            self.history.append(Turn(role, text, counted, uncounted))
 
     def _system_prompt(self) -> str:
         parts = [self.options.system_instruction] if self.options.system_instruction else []
@@ -369,11 +474,15 @@ class LiveSession:
                          "code or emoji.")
         return "\n\n".join(parts)
 
-    def _chat_request(self, json_schema: dict[str, Any] | None = None) -> ChatRequest:
-        messages: list[ChatMessage] = []
+    def _chat_system_prompt(self) -> str:
         system = self._system_prompt()
         if self.tools:
             system = f"{system}\n\n{self.tools.instructions()}".strip()
+        return system
+
+    def _chat_request(self, json_schema: dict[str, Any] | None = None) -> ChatRequest:
+        messages: list[ChatMessage] = []
+        system = self._chat_system_prompt()
         if system:
             messages.append(ChatMessage("system", system))
         for turn in self.history:
@@ -381,11 +490,16 @@ class LiveSession:
         return ChatRequest(tuple(messages), self.options.params, json_schema=json_schema)
 
     def _start_reply(self) -> None:
+        for apply in self._deferred:
+            apply()
+        self._deferred.clear()
         self._reply = asyncio.create_task(self._run_reply(), name=f"reply-{self.session_id}")
+        self._reply.add_done_callback(self._on_work_done)
 
     async def _run_reply(self) -> None:
         reply = _Reply()
         try:
+            await self._fit_context()
             allow_tools = True
             for _ in range(MAX_TOOL_ROUNDS):
                 text = self._model_text(reply, allow_tools=allow_tools)
@@ -404,6 +518,9 @@ class LiveSession:
                 reply.tools_used.add(key)
                 # After starting a NON_BLOCKING call the model talks on, but does not call again.
                 allow_tools = await self._use_tool(decision, reply)
+        except ProtocolError as exc:  # out of context window or out of token budget
+            self._fail(exc)
+            return
         except (EngineError, TTSError, SearchError) as exc:
             log.error("engine failed: %s", exc)
             self._fail(internal_error())
@@ -417,12 +534,23 @@ class LiveSession:
         finally:
             # History holds what the client actually received, whether the reply ended or was cut.
             if reply.sent:
-                self._append("model", " ".join(reply.sent) if self.voice else "".join(reply.sent))
+                spoken_tokens = round(reply.audio_bytes / (2 * OUTPUT_RATE) * AUDIO_TOKENS_PER_SECOND)
+                self._append("model", " ".join(reply.sent) if self.voice else "".join(reply.sent),
+                             spoken_tokens if self.voice else None)
         if reply.search_results:
             spoken = " ".join(reply.sent) if self.voice else "".join(reply.sent)
             await self._send(sm.grounding(grounding_metadata(reply.search_queries, reply.search_results, spoken)))
         await self._send(sm.generation_complete())
-        await self._send(sm.turn_complete(self._usage(reply)))
+        if self.persistence is not None and not self._user_turns and not self._pending_calls:
+            # The handle for the state that includes this turn, before its turnComplete: a client
+            # reading turn by turn (the SDK's receive()) gets it within the turn.
+            await self._save_if_changed()
+        usage = self._usage(reply)
+        if self.budget is not None and usage is not None:
+            await self.budget.spend(usage.response_tokens)
+        # The last await of a reply: once the client has turnComplete, nothing of this turn is left
+        # running for its next message to interrupt.
+        await self._send(sm.turn_complete(usage))
 
     async def _model_text(self, reply: _Reply, *, allow_tools: bool) -> AsyncIterator[str]:
         """The text of one model turn for the user, as it streams; a tool decision lands on `reply`."""
@@ -630,11 +758,141 @@ class LiveSession:
         if not self.failure.done():
             self.failure.set_result(error)
 
+    # ------------------------------------------------------------------ context window
+
+    async def _fit_context(self) -> None:
+        """Count what the next turn will read; slide the window or end the session when it is too long."""
+        for turn in self.history:
+            while turn.uncounted:
+                turn.tokens += await count_tokens(self.llm, turn.uncounted.pop())
+        system = self._chat_system_prompt()
+        if self._counted_system[0] != system:
+            self._counted_system = (system, await count_tokens(self.llm, system))
+        fixed = self._counted_system[1]
+        total = fixed + sum(t.tokens for t in self.history)
+        policy = self.context
+        if policy.trigger is not None and total > policy.trigger:
+            cut = turns_to_drop([t.role for t in self.history], [t.tokens for t in self.history], fixed, policy.target)
+            if cut:
+                dropped = sum(t.tokens for t in self.history[:cut])
+                del self.history[:cut]
+                self._version += 1
+                log.info("context window: dropped the %d oldest turns (%d tokens); %d tokens remain",
+                         cut, dropped, total - dropped)
+                total -= dropped
+        if total > policy.window:
+            raise window_exceeded(total, policy.window)
+        if self.budget is not None:
+            await self.budget.admit(total)
+
+    @property
+    def context_tokens(self) -> int:
+        """Tokens of history counted so far (text not yet through the tokenizer is not included)."""
+        return self._counted_system[1] + sum(t.tokens for t in self.history)
+
+    # ------------------------------------------------------------------ resumption
+
+    def _on_work_done(self, _task: asyncio.Task[None]) -> None:
+        self._request_checkpoint()
+
+    def _request_checkpoint(self) -> None:
+        """Save the state if the session is quiet, or say it cannot be resumed right now."""
+        if self.persistence is None or self._closing or self.failure.done():
+            return
+        if self._checkpointing is not None and not self._checkpointing.done():
+            self._checkpoint_again = True
+            return
+        self._checkpointing = asyncio.create_task(self._checkpoint(), name=f"checkpoint-{self.session_id}")
+
+    @property
+    def _quiet(self) -> bool:
+        return not self.busy and not self._pending_calls
+
+    async def _checkpoint(self) -> None:
+        assert self.persistence is not None
+        again = True
+        while again:
+            self._checkpoint_again = False
+            if not self._quiet:
+                # A reply or a tool call is in flight: the last handle still works, but from before it.
+                if not self._said_unresumable:
+                    self._said_unresumable = True
+                    await self._send(sm.session_resumption_update(None))
+            else:
+                await self._save_if_changed()
+            again = self._checkpoint_again
+
+    async def _save_if_changed(self) -> None:
+        consumed = self.consumed.value
+        if self._saved != (self._version, consumed):
+            await self._save(consumed)
+
+    async def _save(self, consumed: int) -> None:
+        assert self.persistence is not None
+        state = self.snapshot().to_bytes()  # taken at once, so it matches `consumed`
+        handle = new_handle()
+        started = time.perf_counter()
+        try:
+            await self.persistence.store.put_snapshot(handle, self.lineage, state, self.persistence.ttl_s)
+        except Exception:
+            # No handle is promised for state we could not keep; the session itself carries on.
+            log.exception("could not save a resumption snapshot")
+            return
+        self._saved = (self._version, consumed)
+        self._said_unresumable = False
+        self._audio_since_checkpoint = 0.0
+        log.debug("snapshot of %d bytes saved in %.1f ms", len(state), (time.perf_counter() - started) * 1000)
+        await self._send(sm.session_resumption_update(handle, last_consumed=consumed if self.transparent else None))
+
+    def snapshot(self) -> Snapshot:
+        assert self.persistence is not None
+        return Snapshot(
+            lineage=self.lineage,
+            owner=self.persistence.owner,
+            model=self.setup.model,
+            setup=setup_json(self.setup),
+            system_instruction=self.options.system_instruction,
+            tools=[t.model_dump(by_alias=True, exclude_none=True, mode="json") for t in self._tool_decls]
+            if self._tool_decls is not None else None,
+            history=[SavedTurn(t.role, t.text, t.tokens if not t.uncounted else None) for t in self.history],
+            background_calls={k: [name, args] for k, (name, args) in self._background_calls.items()},
+            created_at=time.time(),
+        )
+
+    def _restore(self, snapshot: Snapshot) -> None:
+        """Continue a conversation. Its instruction and tools carry on unless this setup changes them."""
+        self.lineage = snapshot.lineage
+        original = Setup.model_validate(snapshot.setup)
+        if setup_json(original).get("systemInstruction") == setup_json(self.setup).get("systemInstruction"):
+            self.options.system_instruction = snapshot.system_instruction
+        if setup_json(original).get("tools") == setup_json(self.setup).get("tools") and snapshot.tools is not None:
+            self._tool_decls = [Tool.model_validate(t) for t in snapshot.tools]
+            self.tools = ToolSet.from_setup(self._tool_decls)
+        self.history = [Turn(t.role, t.text, t.tokens or 0, [] if t.tokens is not None else [t.text])
+                        for t in snapshot.history]
+        self._background_calls = {k: (v[0], v[1]) for k, v in snapshot.background_calls.items()}
+        log.info("resumed conversation %s: %d turns", self.lineage, len(self.history))
+
 
 OUTPUT_RATE = 24000
 MAX_TOOL_ROUNDS = 5
 ANSWER_MEMORY_S = 120.0  # a function's answer counts as known this long; asking again after it is new
-AUDIO_TOKENS_PER_SECOND = 25
+TRANSPARENT_CHECKPOINT_S = 2.0  # in transparent mode, a new handle after this much idle audio
+
+
+def _is_audio_only(event: ClientEvent) -> bool:
+    """Realtime audio (or video) and nothing else: the one kind of message not consumed on arrival."""
+    return isinstance(event, RealtimeInput) and event.text is None and event.activity_start is None \
+        and event.activity_end is None and not event.audio_stream_end
+
+
+def setup_json(setup: Setup) -> dict[str, Any]:
+    """A setup as camelCase JSON, without the resumption handle it was opened with."""
+    data = setup.model_dump(by_alias=True, exclude_none=True, mode="json")
+    resumption = data.get("sessionResumption")
+    if isinstance(resumption, dict):
+        resumption.pop("handle", None)
+    return data
 
 
 def synthesize_24k(voice: TTSVoice, text: str, language: str | None) -> bytes:

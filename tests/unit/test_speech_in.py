@@ -144,6 +144,14 @@ async def test_speech_then_silence_is_a_turn_with_input_transcription_and_a_repl
     assert session.history[0].text == "hello there"
 
 
+async def test_a_whole_turn_in_one_big_message_is_recognized_whole():
+    # A client replaying buffered audio sends the pause and the end of a turn in one message.
+    session, sent = await session_with()
+    await stream(session, silence(0.3) + tone(1.0) + silence(0.7), chunk=32000 * 3)
+    await until(lambda: contents(sent, "turnComplete"))
+    assert contents(sent, "inputTranscription") == [{"text": "hello there", "finished": True}]
+
+
 async def test_silence_and_noise_alone_make_no_turn():
     session, sent = await session_with()
     quiet_noise = (np.random.default_rng(1).normal(0, 300, RATE * 2)).astype(np.int16).tobytes()

@@ -76,3 +76,11 @@ class LLMEngine(Protocol):
 def estimate_tokens(text: str) -> int:
     """A tokenizer-free estimate (about four characters a token) for engines that report none."""
     return max(1, (len(text) + 3) // 4) if text else 0
+
+
+async def count_tokens(engine: LLMEngine, text: str) -> int:
+    """Tokens of `text` by the engine's own tokenizer when it has one (`count_tokens`), else estimated."""
+    counter = getattr(engine, "count_tokens", None)
+    if counter is None:
+        return estimate_tokens(text)
+    return int(await counter(text))

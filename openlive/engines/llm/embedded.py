@@ -13,7 +13,7 @@ import os
 from pathlib import Path
 from typing import Any, AsyncIterator
 
-from .base import ChatChunk, ChatRequest, EngineError
+from .base import ChatChunk, ChatRequest, EngineError, estimate_tokens
 from .openai_compat import OpenAICompatEngine
 
 log = logging.getLogger(__name__)
@@ -70,6 +70,11 @@ class EmbeddedLlamaEngine:
         if self._client is None:
             raise EngineError(f"LLM engine {self.name!r} is not started")
         return self._client.stream(request)
+
+    async def count_tokens(self, text: str) -> int:
+        if self._client is None:
+            return estimate_tokens(text)
+        return await self._client.count_tokens(text)
 
     async def aclose(self) -> None:
         if self._client is not None:

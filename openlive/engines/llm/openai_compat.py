@@ -37,6 +37,9 @@ class OpenAICompatEngine:
         self.model = model
         self.include_usage = include_usage
         self.extra_body = dict(extra_body or {})
+        # /tokenize lives beside /v1, not under it.
+        root = self.base_url[: -len("/v1")] if self.base_url.endswith("/v1") else self.base_url
+        self._tokenize_url: str | None = f"{root}/tokenize"
         headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
         # trust_env=False: a proxy set for the outside world must not capture loopback engine traffic.
         self._client = httpx.AsyncClient(
@@ -128,6 +131,28 @@ class OpenAICompatEngine:
         else:
             prompt = sum(estimate_tokens(m.content) for m in request.messages)
             yield Finished(prompt, estimate_tokens("".join(produced)), finish_reason=finish_reason)
+
+    async def count_tokens(self, text: str) -> int:
+        """The model's own token count, from the server's /tokenize (llama.cpp, vLLM); else an estimate."""
+        if not text:
+            return 0
+        if self._tokenize_url is not None:
+            try:
+                # llama.cpp reads "content", vLLM reads "prompt" and "model": one body serves both.
+                response = await self._client.post(self._tokenize_url,
+                                                   json={"model": self.model, "prompt": text, "content": text})
+                if response.status_code < 400:
+                    data = response.json()
+                    if isinstance(data.get("count"), int):
+                        return int(data["count"])
+                    if isinstance(data.get("tokens"), list):
+                        return len(data["tokens"])
+                log.info("engine %s has no usable /tokenize (HTTP %d): estimating tokens", self.name,
+                         response.status_code)
+            except (httpx.HTTPError, ValueError) as exc:
+                log.info("engine %s: /tokenize failed (%s): estimating tokens", self.name, exc)
+            self._tokenize_url = None  # Ollama and others have none: do not ask on every turn
+        return estimate_tokens(text)
 
     async def aclose(self) -> None:
         await self._client.aclose()

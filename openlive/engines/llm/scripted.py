@@ -9,6 +9,15 @@ user message:
     text = "It is sunny in {user}."   # {user} is replaced by the user's last message
 
     [[reply]]
+    match = "what is my name"  # answer from the conversation so far (tests memory and resumption)
+    recall = "my name is (\\w+)"  # {recall}: group 1 of its latest match in what the user said
+    text = "Your name is {recall}."
+
+    [[reply]]
+    match = "instruction"      # {system}: the system prompt; {turns}: messages in the conversation
+    text = "I was told: {system} ({turns} messages)"
+
+    [[reply]]
     match = "crash"
     error = "engine exploded"  # fail like a broken engine would (tests your app's error path)
 
@@ -42,6 +51,7 @@ class Rule:
     error: str | None = None
     tool: str | None = None
     args: object = None
+    recall: re.Pattern[str] | None = None
 
 
 class ScriptedEngine:
@@ -57,9 +67,10 @@ class ScriptedEngine:
             delay = float(data.get("token_delay_ms", 0.0))
             for rule in data.get("reply", []):
                 match = rule.get("match")
+                recall = rule.get("recall")
                 self.rules.append(Rule(re.compile(match, re.IGNORECASE) if match else None,
                                        str(rule.get("text", "")), rule.get("error"), rule.get("tool"),
-                                       rule.get("args", {})))
+                                       rule.get("args", {}), re.compile(recall, re.IGNORECASE) if recall else None))
         self.token_delay_s = (token_delay_ms if token_delay_ms is not None else delay) / 1000.0
 
     async def start(self) -> None:
@@ -73,20 +84,32 @@ class ScriptedEngine:
                 return rule
         return None
 
-    def reply_for(self, user: str) -> str:
+    def reply_for(self, user: str, request: ChatRequest | None = None) -> str:
         rule = self.rule_for(user)
-        return rule.text.replace("{user}", user) if rule and not rule.tool else f"You said: {user}"
+        if not rule or rule.tool:
+            return f"You said: {user}"
+        text = rule.text.replace("{user}", user)
+        if request is not None:
+            messages = request.messages
+            system = next((m.content for m in messages if m.role == "system"), "")
+            text = text.replace("{system}", system).replace("{turns}", str(sum(m.role != "system" for m in messages)))
+            if rule.recall is not None:
+                said = [m.content for m in messages if m.role == "user"]
+                found = [g.group(1) for m in said for g in rule.recall.finditer(m)]
+                text = text.replace("{recall}", found[-1] if found else "unknown")
+        return text
 
     def _turn(self, request: ChatRequest, user: str) -> str:
         """The reply text, or with tools declared the JSON turn openlive's router expects."""
         if request.json_schema is None:
-            return self.reply_for(user)
+            return self.reply_for(user, request)
         rule = self.rule_for(user)
         # A tool's result comes back as the last "user" message: then the script reports it.
         if rule and rule.tool and not user.startswith("["):
             return json.dumps({"tool": rule.tool, "args": rule.args, "reply": ""})
         text = f"Result: {user.splitlines()[1] if user.startswith('[Python') and len(user.splitlines()) > 1 else user}"
-        return json.dumps({"tool": "none", "args": {}, "reply": text if user.startswith("[") else self.reply_for(user)})
+        return json.dumps({"tool": "none", "args": {},
+                           "reply": text if user.startswith("[") else self.reply_for(user, request)})
 
     async def stream(self, request: ChatRequest) -> AsyncIterator[ChatChunk]:
         user = next((m.content for m in reversed(request.messages) if m.role == "user"), "")
