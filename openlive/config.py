@@ -11,6 +11,18 @@ Engines and model names are rows in tables the user extends; nothing is chosen b
     tls_cert = "/path/cert.pem"      # default: a self-signed one under data_dir/tls
     tls_key = "/path/key.pem"
 
+    [sessions]
+    lifetime_s = 600                 # a connection's life; goAway comes goaway_lead_s before the end
+    resumption_ttl_s = 86400         # how long a resumption handle stays valid
+
+    [limits]                         # per API key, across all nodes sharing the store
+    sessions_per_key = 10
+    tokens_per_minute = 4000000
+
+    [store]                          # resumption snapshots, quota counters, ephemeral tokens
+    backend = "redis"                # default "sqlite" (a file in data_dir); redis for several nodes
+    url = "redis://10.0.0.7:6379/0"
+
     [llm.default]                    # an LLM engine, by name
     engine = "embedded"              # embedded | openai | scripted
     model = "qwen2.5-coder-0.5b"     # packaged id, a .gguf path, or hf:owner/repo/file.gguf
@@ -63,7 +75,7 @@ class LLMConfig:
     base_url: str | None = None
     api_key: str | None = None
     script: Path | None = None
-    n_ctx: int = 16384
+    n_ctx: int = 32768  # shared by n_parallel slots: 8192 tokens a session
     n_parallel: int = 4
     n_threads: int | None = None
     token_delay_ms: float | None = None
@@ -151,6 +163,33 @@ class CodeConfig:
 
 
 @dataclass(frozen=True)
+class SessionsConfig:
+    """How long a connection lasts and how long a conversation can be resumed."""
+
+    lifetime_s: float = 600.0  # a connection's life (Vertex: 10 minutes); 0: unlimited
+    goaway_lead_s: float = 60.0  # goAway comes this long before the end
+    resumption_ttl_s: float = 86400.0  # a handle stays valid this long (Vertex: 24 h; Gemini API: 2 h)
+
+
+@dataclass(frozen=True)
+class LimitsConfig:
+    """Per API key, across every node sharing the store; 0: no limit."""
+
+    sessions_per_key: int = 10
+    tokens_per_minute: int = 4_000_000
+
+
+@dataclass(frozen=True)
+class StoreConfig:
+    """Where resumption snapshots, quota counters and ephemeral tokens live."""
+
+    backend: str = "sqlite"  # sqlite (one node, embedded) | redis (several nodes)
+    path: Path | None = None  # sqlite: default <data_dir>/state.sqlite3
+    url: str | None = None  # redis: e.g. "redis://10.0.0.7:6379/0"
+    prefix: str = "openlive:"  # redis: key prefix, so deployments can share a server
+
+
+@dataclass(frozen=True)
 class ModelEntry:
     """One Live API model name and the pipeline that serves it."""
 
@@ -160,6 +199,8 @@ class ModelEntry:
     description: str | None = None
     input_token_limit: int = 131072
     output_token_limit: int = 8192
+    # Tokens a session may hold; None: what the LLM engine can read (embedded: its per-slot context).
+    context_window: int | None = None
 
 
 @dataclass(frozen=True)
@@ -182,6 +223,9 @@ class Config:
     asr: ASRConfig = field(default_factory=ASRConfig)
     search: SearchConfig = field(default_factory=SearchConfig)
     code: CodeConfig = field(default_factory=CodeConfig)
+    sessions: SessionsConfig = field(default_factory=SessionsConfig)
+    limits: LimitsConfig = field(default_factory=LimitsConfig)
+    store: StoreConfig = field(default_factory=StoreConfig)
 
     def __post_init__(self) -> None:
         table = {name: ModelEntry(name) for name in BUILTIN_MODEL_NAMES}
@@ -189,6 +233,20 @@ class Config:
         object.__setattr__(self, "models", table)
         object.__setattr__(self, "voices", {**DEFAULT_VOICES, **self.voices})
         object.__setattr__(self, "data_dir", Path(self.data_dir).expanduser())
+
+    def context_window(self, entry: ModelEntry) -> int:
+        """Tokens a session of this model may hold before it must slide its window or end."""
+        if entry.context_window is not None:
+            return entry.context_window
+        llm = self.llms[entry.llm]
+        if llm.engine == "embedded":
+            # llama.cpp splits its context among parallel slots; keep room for the reply.
+            return max(512, llm.n_ctx // max(1, llm.n_parallel) - min(entry.output_token_limit, 1024))
+        return 32768  # the Vertex default for Live models
+
+    @property
+    def store_path(self) -> Path:
+        return self.store.path or self.data_dir / "state.sqlite3"
 
     @property
     def used_llms(self) -> list[str]:
@@ -221,6 +279,12 @@ class Config:
             raise ConfigError("[search] provider 'http' needs url")
         if self.speech.default_voice not in self.voices:
             raise ConfigError(f"[speech] default_voice {self.speech.default_voice!r} is not a configured voice")
+        if self.store.backend not in ("sqlite", "redis"):
+            raise ConfigError("[store] backend must be sqlite or redis")
+        if self.store.backend == "redis" and not self.store.url:
+            raise ConfigError("[store] backend 'redis' needs url (redis://host:port/db)")
+        if self.sessions.lifetime_s > 0 and not 0 <= self.sessions.goaway_lead_s < self.sessions.lifetime_s:
+            raise ConfigError("[sessions] goaway_lead_s must be at least 0 and less than lifetime_s")
         if self.tls and bool(self.tls_cert) != bool(self.tls_key):
             raise ConfigError("tls_cert and tls_key go together")
         if not self.api_keys and not is_loopback(self.host):
@@ -288,11 +352,14 @@ def load_config(path: Path | None = None, **overrides: Any) -> Config:
             data = tomllib.loads(Path(path).expanduser().read_text(encoding="utf-8"))
         except (OSError, tomllib.TOMLDecodeError) as exc:
             raise ConfigError(f"cannot read config {path}: {exc}") from exc
-    unknown = set(data) - {"server", "llm", "models", "voices", "speech", "asr", "search", "code"}
+    unknown = set(data) - {"server", "llm", "models", "voices", "speech", "asr", "search", "code", "sessions",
+                           "limits", "store"}
     if unknown:
         raise ConfigError(f"unknown section(s) in {path}: {', '.join(sorted(unknown))}")
     server = dict(data.get("server", {}))
-    allowed_server = {f for f in Config.__dataclass_fields__ if f not in ("llms", "models")}
+    allowed_server = {f for f in Config.__dataclass_fields__
+                      if f not in ("llms", "models", "voices", "speech", "asr", "search", "code", "sessions", "limits",
+                                   "store")}
     unknown = set(server) - allowed_server
     if unknown:
         raise ConfigError(f"[server]: unknown setting(s) {', '.join(sorted(unknown))}")
@@ -313,8 +380,14 @@ def load_config(path: Path | None = None, **overrides: Any) -> Config:
         search_table["folder"] = Path(search_table["folder"]).expanduser()
     search = _table(SearchConfig, "search", search_table)
     code = _table(CodeConfig, "code", data.get("code", {}))
+    sessions = _table(SessionsConfig, "sessions", data.get("sessions", {}))
+    limits = _table(LimitsConfig, "limits", data.get("limits", {}))
+    store_table = dict(data.get("store", {}))
+    if store_table.get("path"):
+        store_table["path"] = Path(store_table["path"]).expanduser()
+    store = _table(StoreConfig, "store", store_table)
     config = Config(**server, llms=llms, models=models, voices=voices, speech=speech, asr=asr, search=search,
-                    code=code)
+                    code=code, sessions=sessions, limits=limits, store=store)
 
     env_keys = tuple(k.strip() for k in os.environ.get("OPENLIVE_API_KEYS", "").split(",") if k.strip())
     llm_model = overrides.pop("llm_model", None)

@@ -8,8 +8,10 @@ prefix before `/ws/` (a reverse proxy's, or a base URL with a path).
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import re
+import time
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -27,11 +29,16 @@ from ..engines.registry import Engines
 from ..logs import session_id_var
 from ..models import resolve_model, rest_model
 from ..protocol import encode_server_message, parse_client_frame
+from ..protocol import server_messages as sm
 from ..protocol.errors import CloseCode, ProtocolError, invalid_argument, model_not_found, unavailable
 from ..protocol.messages import Setup
-from ..session.live_session import LiveSession
+from ..session.live_session import LiveSession, Persistence
+from ..session.resumption import Snapshot
 from ..session.user_audio import wav_to_pcm16k
-from .auth import AuthError, KeyChecker, credential_from
+from ..store import Store, StoreError, open_store
+from .auth import AuthError, KeyChecker, credential_from, owner_of
+from .ephemeral import TokenGrant, TokenRequestError, apply_constraints, check_usable, mint_token_name
+from .limits import KeyLimits
 
 log = logging.getLogger(__name__)
 
@@ -41,9 +48,22 @@ _LIVE_PATH = re.compile(
     r"|cloud\.aiplatform\.(?P<vertex_version>v\w+)\.LlmBidiService/BidiGenerateContent"
     r")$"
 )
+_AUTH_TOKENS_PATH = re.compile(r"/(?P<version>v\d\w*)/auth_tokens$")
 _MODELS_PATH = re.compile(r"/(?P<version>v\d\w*)/(?P<publisher>publishers/google/)?models(?:/(?P<model>[^/]+))?$")
 
 SETUP_TIMEOUT_S = 30.0
+TOKEN_PREFIX = "auth_tokens/"
+DEADLINE_EXPIRED = "Deadline expired before operation could complete."
+SESSION_NOT_FOUND = "BidiGenerateContent session not found"  # the service's words for a dead handle
+
+
+@dataclass
+class _Admission:
+    """What admitting a session took, so that ending it gives back exactly that."""
+
+    owner: str = ""
+    lease: str = ""
+    deadline: float | None = None  # monotonic time the connection must end
 
 
 @dataclass(frozen=True)
@@ -97,12 +117,15 @@ class OpenLiveApp:
         self.engines = engines or Engines(config)
         self.keys = KeyChecker(config.api_keys)
         self.active_sessions = 0
+        self.store: Store | None = None
+        self.limits: KeyLimits | None = None
         self._start_task: asyncio.Task[None] | None = None
         self.asgi = Starlette(
             routes=[
                 Route("/healthz", self.healthz),
                 Route("/v1/audio/transcriptions", self.transcriptions, methods=["POST"]),
                 Route("/{path:path}", self.rest, methods=["GET"]),
+                Route("/{path:path}", self.rest_post, methods=["POST"]),
                 WebSocketRoute("/{path:path}", self.live),
             ],
             lifespan=self._lifespan,
@@ -110,6 +133,14 @@ class OpenLiveApp:
 
     @asynccontextmanager
     async def _lifespan(self, _app: Starlette) -> AsyncIterator[None]:
+        # The store first: a node that cannot reach shared state must not take sessions.
+        store_config = self.config.store
+        self.store = await open_store(store_config.backend, path=self.config.store_path, url=store_config.url,
+                                      prefix=store_config.prefix)
+        log.info("state store: %s", store_config.url if store_config.backend == "redis" else self.config.store_path)
+        self.limits = KeyLimits(self.store, sessions_per_key=self.config.limits.sessions_per_key,
+                                tokens_per_minute=self.config.limits.tokens_per_minute)
+        self.limits.start()
         # Load models in the background: the port answers /healthz (503) while they load.
         self._start_task = asyncio.create_task(self.engines.start())
         try:
@@ -118,6 +149,8 @@ class OpenLiveApp:
             self._start_task.cancel()
             await asyncio.gather(self._start_task, return_exceptions=True)
             await self.engines.aclose()
+            await self.limits.aclose()
+            await self.store.aclose()
 
     # ------------------------------------------------------------------ REST
 
@@ -171,6 +204,39 @@ class OpenLiveApp:
         return JSONResponse({"text": transcript.text, "language": transcript.language,
                              "duration": transcript.duration_s})
 
+    async def rest_post(self, request: Request) -> Response:
+        path = re.sub(r"/+", "/", request.url.path)
+        if not _AUTH_TOKENS_PATH.search(path):
+            return self._rest_error(404, "NOT_FOUND", f"Method not found: {path}")
+        return await self.create_auth_token(request)
+
+    async def create_auth_token(self, request: Request) -> Response:
+        """`client.auth_tokens.create`: an ephemeral token a browser can use instead of the real key."""
+        credential = credential_from(request.headers, request.query_params)
+        if credential and credential.startswith(TOKEN_PREFIX):
+            return self._rest_error(403, "PERMISSION_DENIED", "An ephemeral token cannot create tokens.")
+        try:
+            self.keys.check(credential)
+        except AuthError as exc:
+            return self._rest_error(exc.http_status, exc.status, exc.message)
+        try:
+            body = json.loads(await request.body() or b"{}")
+            if not isinstance(body, dict):
+                raise TokenRequestError("the request body must be a JSON object")
+            grant = TokenGrant.from_request(body, time.time())
+        except (ValueError, TokenRequestError) as exc:
+            return self._rest_error(400, "INVALID_ARGUMENT", f"Invalid JSON payload or field: {exc}")
+        assert self.store is not None
+        name = mint_token_name()
+        record = {**grant.to_record(), "owner": owner_of(credential)}
+        try:
+            await self.store.put_auth_token(name, record, grant.uses, grant.expire_at)
+        except StoreError as exc:
+            log.error("could not store an auth token: %s", exc)
+            return self._rest_error(503, "UNAVAILABLE", "The service is currently unavailable.")
+        log.info("issued an ephemeral token: %d use(s), expires in %.0f s", grant.uses, grant.expire_at - time.time())
+        return JSONResponse(grant.response(name))
+
     def _model_page(self, request: Request, vertex: bool) -> dict[str, Any]:
         entries = sorted(self.config.models.values(), key=lambda e: e.name)
         try:
@@ -196,10 +262,11 @@ class OpenLiveApp:
         conn = _Connection(ws)
         await ws.accept()
         session: LiveSession | None = None
+        admission = _Admission()
         self.active_sessions += 1
         try:
-            session = await self._open_session(conn, route, session_id, ws)
-            await self._pump(conn, session)
+            session = await self._open_session(conn, route, session_id, ws, admission)
+            await self._pump(conn, session, admission.deadline)
             await conn.close(CloseCode.NORMAL)
         except ProtocolError as exc:
             log.info("closing %d: %s", exc.code, exc.reason)
@@ -213,51 +280,141 @@ class OpenLiveApp:
             self.active_sessions -= 1
             if session is not None:
                 await session.aclose()
+            if self.limits is not None:
+                await self.limits.close_session(admission.owner, admission.lease)
             log.info("session ended")
 
-    async def _open_session(self, conn: _Connection, route: LiveRoute, session_id: str, ws: WebSocket) -> LiveSession:
+    async def _open_session(self, conn: _Connection, route: LiveRoute, session_id: str, ws: WebSocket,
+                            admission: _Admission) -> LiveSession:
         try:
             first = await asyncio.wait_for(conn.receive(), SETUP_TIMEOUT_S)
         except asyncio.TimeoutError:
             raise invalid_argument("Request contains an invalid argument: no setup message was received.") from None
+        assert self.store is not None and self.limits is not None
         # Refuse a bad key only once the client has sent setup: closing earlier makes the Python
         # SDK fail in its own send() with a raw error instead of an APIError carrying our code.
-        try:
-            self.keys.check(credential_from(ws.headers, ws.query_params))
-        except AuthError as exc:
-            raise ProtocolError(exc.close_code, exc.message) from None
+        credential = credential_from(ws.headers, ws.query_params)
+        grant = await self._token_grant(credential, route) if credential and credential.startswith(TOKEN_PREFIX) \
+            else None
+        if grant is None:
+            try:
+                self.keys.check(credential)
+            except AuthError as exc:
+                raise ProtocolError(exc.close_code, exc.message) from None
+            admission.owner = owner_of(credential)
+        else:
+            admission.owner = str(grant[1]["owner"])
         setup = parse_client_frame(first)
         if not isinstance(setup, Setup):
             raise invalid_argument("Request contains an invalid argument: the first message must be setup.")
+        handle = setup.session_resumption.handle if setup.session_resumption else None
+        if grant is not None:
+            check_usable(grant[0], time.time(), resuming=bool(handle))
+            setup = apply_constraints(setup, grant[0])
         entry = resolve_model(self.config, setup.model)
         if entry is None:
             raise model_not_found(setup.model, route.api_version)
+        resumed = await self._snapshot_for(handle, admission.owner, entry.name) if handle else None
+        if grant is not None and not handle and not await self._use_token(credential or ""):
+            raise ProtocolError(CloseCode.POLICY, "The ephemeral token has no uses left.")
+        admission.lease = await self.limits.open_session(admission.owner)
         if not await self.engines.wait_ready(self.config.ready_timeout_s):
             raise unavailable()
-        log.info("setup model=%s llm=%s api=%s%s", setup.model, entry.llm, route.api_version,
-                 " vertex" if route.vertex else "")
+        admission.deadline = self._deadline(grant[0] if grant else None)
+        log.info("setup model=%s llm=%s api=%s%s%s", setup.model, entry.llm, route.api_version,
+                 " vertex" if route.vertex else "", " resumed" if resumed else "")
+        persistence = Persistence(self.store, admission.owner, self.config.sessions.resumption_ttl_s)
         session = LiveSession(setup, llm=self.engines.llms[entry.llm], send=conn.send, session_id=session_id,
                               voices=self.engines.voices, speech=self.config.speech, asr=self.engines.asr,
                               vad_factory=self.engines.vad_factory, search=self.engines.search,
-                              sandbox=self.engines.sandbox)
+                              sandbox=self.engines.sandbox, context_window=self.config.context_window(entry),
+                              persistence=persistence, budget=self.limits.budget(admission.owner), resumed=resumed)
         await session.start()
         return session
 
-    async def _pump(self, conn: _Connection, session: LiveSession) -> None:
-        """Feed client frames to the session in order until the client leaves or the session fails."""
+    async def _token_grant(self, token: str, route: LiveRoute) -> tuple[TokenGrant, dict[str, Any]]:
+        if not route.constrained:
+            # The SDKs send tokens to BidiGenerateContentConstrained only; elsewhere it is no key.
+            raise ProtocolError(CloseCode.INVALID_ARGUMENT, "API key not valid. Please pass a valid API key.")
+        assert self.store is not None
+        try:
+            record = await self.store.get_auth_token(token)
+        except StoreError as exc:
+            log.error("token lookup failed: %s", exc)
+            raise unavailable() from None
+        if record is None:  # unknown, tampered with, or expired and gone
+            raise ProtocolError(CloseCode.POLICY, "The ephemeral token is invalid or has expired.")
+        return TokenGrant.from_record(record), record
+
+    async def _use_token(self, token: str) -> bool:
+        assert self.store is not None
+        try:
+            return await self.store.use_auth_token(token)
+        except StoreError as exc:
+            log.error("token use failed: %s", exc)
+            raise unavailable() from None
+
+    async def _snapshot_for(self, handle: str, owner: str, model: str) -> Snapshot:
+        """The conversation a handle resumes; only the key that opened it may, and only on its model."""
+        assert self.store is not None
+        try:
+            data = await self.store.get_snapshot(handle)
+        except StoreError as exc:
+            log.error("snapshot lookup failed: %s", exc)
+            raise unavailable() from None
+        snapshot = None
+        if data is not None:
+            try:
+                snapshot = Snapshot.from_bytes(data)
+            except (ValueError, TypeError, KeyError) as exc:
+                log.warning("unreadable snapshot: %s", exc)
+        if snapshot is None or snapshot.owner != owner:
+            raise ProtocolError(CloseCode.POLICY, SESSION_NOT_FOUND)
+        original = resolve_model(self.config, snapshot.model)
+        if original is None or original.name != model:
+            raise invalid_argument("Request contains an invalid argument: a resumed session keeps its model "
+                                   f"({snapshot.model}).")
+        return snapshot
+
+    def _deadline(self, grant: TokenGrant | None) -> float | None:
+        """When this connection must end: its lifetime, or its ephemeral token's expiry if sooner."""
+        ends = []
+        if self.config.sessions.lifetime_s > 0:
+            ends.append(time.monotonic() + self.config.sessions.lifetime_s)
+        if grant is not None:
+            ends.append(time.monotonic() + max(0.0, grant.expire_at - time.time()))
+        return min(ends) if ends else None
+
+    async def _pump(self, conn: _Connection, session: LiveSession, deadline: float | None) -> None:
+        """Feed client frames to the session in order until the client leaves, the session fails or time is up."""
 
         async def read() -> None:
             while True:
                 frame = await conn.receive()
                 await session.handle(parse_client_frame(frame))
 
+        async def expire() -> None:
+            assert deadline is not None
+            # goAway first, so the client can finish a turn and resume on a fresh connection.
+            warn_at = deadline - self.config.sessions.goaway_lead_s
+            await asyncio.sleep(max(0.0, warn_at - time.monotonic()))
+            await conn.send(sm.go_away(deadline - time.monotonic()))
+            await asyncio.sleep(max(0.0, deadline - time.monotonic()))
+            log.info("connection lifetime is over")
+
         reader = asyncio.create_task(read())
+        timer = asyncio.create_task(expire()) if deadline is not None else None
+        waits: set[asyncio.Future[Any]] = {reader, session.failure, *([timer] if timer else [])}
+        done: set[asyncio.Future[Any]] = set()
         try:
-            await asyncio.wait({reader, session.failure}, return_when=asyncio.FIRST_COMPLETED)
+            done, _ = await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
         finally:
-            if not reader.done():
-                reader.cancel()
-            await asyncio.gather(reader, return_exceptions=True)
+            for task in (reader, timer):
+                if task is not None and not task.done():
+                    task.cancel()
+            await asyncio.gather(*(t for t in (reader, timer) if t is not None), return_exceptions=True)
         if session.failure.done():
             raise session.failure.result()
+        if timer in done and reader not in done:
+            raise ProtocolError(CloseCode.INTERNAL, DEADLINE_EXPIRED)
         reader.result()  # re-raises ProtocolError / WebSocketDisconnect

@@ -29,6 +29,11 @@ def credential_from(headers: Mapping[str, str], query: Mapping[str, str]) -> str
     return query.get("access_token") or None
 
 
+def owner_of(credential: str | None) -> str:
+    """Whose session this is, for limits and resumption: a digest, never the key itself."""
+    return hashlib.sha256(("key:" + (credential or "")).encode("utf-8")).hexdigest()[:32]
+
+
 class AuthError(Exception):
     def __init__(self, close_code: int, http_status: int, status: str, message: str) -> None:
         super().__init__(message)
