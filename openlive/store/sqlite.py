@@ -44,11 +44,17 @@ class SQLiteStore:
         self._db: sqlite3.Connection | None = None
 
     async def open(self) -> "SQLiteStore":
-        await self._run(self._connect)
+        try:
+            await self._run(self._connect)
+        except StoreError:
+            self._executor.shutdown(wait=False)
+            raise
         return self
 
     def _connect(self) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
+        # isolation_level=None: we say BEGIN ourselves. timeout is SQLite's busy_timeout: another process
+        # holding the write lock makes us wait, not fail.
         db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None, timeout=10.0)
         db.execute("PRAGMA journal_mode=WAL")
         db.execute("PRAGMA synchronous=NORMAL")
@@ -59,7 +65,7 @@ class SQLiteStore:
         loop = asyncio.get_running_loop()
         try:
             return await loop.run_in_executor(self._executor, fn, *args)
-        except sqlite3.Error as exc:
+        except (sqlite3.Error, OSError) as exc:  # OSError: the folder cannot be made
             raise StoreError(f"SQLite store {self.path}: {exc}") from exc
 
     def _transaction(self, fn: Callable[[sqlite3.Connection], T]) -> T:

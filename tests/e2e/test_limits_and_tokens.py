@@ -11,6 +11,7 @@ import asyncio
 import datetime
 import json
 import os
+import ssl
 import subprocess
 from collections.abc import Callable
 from pathlib import Path
@@ -176,7 +177,7 @@ async def test_expired_tampered_and_misused_tokens_are_refused(server):
     # A token cannot mint tokens (the SDK refuses to try; a raw request is refused here).
     name = token(server, uses=0)
     reply = httpx.post(f"{server.base_url}/v1alpha/auth_tokens", json={"uses": 1}, headers={"x-goog-api-key": name},
-                       verify=str(server.cert))
+                       verify=ssl.create_default_context(cafile=str(server.cert)))
     assert reply.status_code == 403 and reply.json()["error"]["status"] == "PERMISSION_DENIED"
     # Bad requests get the REST error shape the SDK turns into ClientError.
     client = minter(server)

@@ -1,4 +1,8 @@
-"""A real redis-server on loopback for tests and benchmarks: a free port, no persistence, torn down after."""
+"""A real redis-server on loopback for tests and benchmarks: a free port, no persistence, torn down after.
+
+Never a Redis that happens to be running already (a system one on 6379, a leftover of another run):
+the server must answer PING with our own process id before its URL is handed out.
+"""
 
 from __future__ import annotations
 
@@ -9,8 +13,15 @@ import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import pytest
+import redis
 
 from tests.support.require import require
+
+START_DEADLINE_S = 10.0
 
 
 def _free_port() -> int:
@@ -19,32 +30,36 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def _answers_ping(port: int) -> bool:
+def _server_pid(port: int) -> int | None:
+    """The process id of whatever Redis answers on `port`, or None while nothing does."""
+    client = redis.Redis(host="127.0.0.1", port=port, socket_connect_timeout=0.5, socket_timeout=0.5)
     try:
-        with socket.create_connection(("127.0.0.1", port), timeout=0.5) as conn:
-            conn.sendall(b"PING\r\n")
-            return conn.recv(16).startswith(b"+PONG")
-    except OSError:
-        return False
+        return int(client.info("server")["process_id"])
+    except (redis.RedisError, OSError):
+        return None
+    finally:
+        client.close()
 
 
 @contextmanager
 def redis_server() -> Iterator[str]:
-    """Start redis-server (Debian's package) and yield its URL; skip locally, fail in CI, if it is missing."""
+    """Start redis-server and yield its URL; skip locally, fail in CI, if it is not installed."""
     binary = shutil.which("redis-server")
     require(binary is not None, "redis-server is not installed (apt-get install redis-server)")
     assert binary is not None
-    port = _free_port()
-    with tempfile.TemporaryDirectory() as workdir:
+    with tempfile.TemporaryDirectory(prefix="openlive-redis-") as workdir:
+        log = Path(workdir) / "redis.log"
+        port = _free_port()
         process = subprocess.Popen([binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "",
-                                    "--appendonly", "no", "--dir", workdir],
+                                    "--appendonly", "no", "--dir", workdir, "--logfile", str(log)],
                                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         try:
-            deadline = time.monotonic() + 10
-            while not _answers_ping(port):
+            deadline = time.monotonic() + START_DEADLINE_S
+            while _server_pid(port) != process.pid:
                 if process.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError(f"redis-server did not start on port {port}")
-                time.sleep(0.05)
+                    tail = log.read_text(errors="replace")[-2000:] if log.exists() else ""
+                    raise RuntimeError(f"redis-server did not start on port {port}:\n{tail}")
+                time.sleep(0.02)
             yield f"redis://127.0.0.1:{port}/0"
         finally:
             process.terminate()
@@ -52,3 +67,15 @@ def redis_server() -> Iterator[str]:
                 process.wait(5)
             except subprocess.TimeoutExpired:
                 process.kill()
+                process.wait()
+
+
+def redis_url_fixture() -> Any:
+    """A module-scoped pytest fixture yielding a fresh server's URL: `redis_url = redis_url_fixture()`."""
+
+    @pytest.fixture(scope="module")
+    def redis_url() -> Iterator[str]:
+        with redis_server() as url:
+            yield url
+
+    return redis_url

@@ -9,6 +9,7 @@ import asyncio
 import subprocess
 import sys
 import textwrap
+import uuid
 from pathlib import Path
 
 import pytest
@@ -16,7 +17,7 @@ import pytest
 from openlive.store import KEEP_PER_LINEAGE, StoreError, open_store
 from openlive.store.redis import RedisStore
 from openlive.store.sqlite import SQLiteStore
-from tests.support.redis_server import redis_server
+from tests.support.redis_server import redis_server, redis_url_fixture
 
 
 class Clock:
@@ -27,10 +28,7 @@ class Clock:
         return self.now
 
 
-@pytest.fixture(scope="module")
-def redis_url():
-    with redis_server() as url:
-        yield url
+redis_url = redis_url_fixture()  # one server for the module; each test gets its own key prefix
 
 
 @pytest.fixture(params=["sqlite", "redis"])
@@ -41,7 +39,7 @@ async def nodes(request, tmp_path):
         stores = [await SQLiteStore(tmp_path / "state.sqlite3", clock=clock).open() for _ in range(2)]
     else:
         url = request.getfixturevalue("redis_url")
-        prefix = f"t{id(clock)}:"  # a fresh key space per test
+        prefix = f"t{uuid.uuid4().hex}:"  # a fresh key space per test
         stores = [await RedisStore(url, prefix=prefix, clock=clock).open() for _ in range(2)]
     yield stores, clock
     for store in stores:
@@ -134,11 +132,42 @@ async def test_concurrent_token_uses_grant_exactly_its_uses(nodes):
     assert sum(results) == 3
 
 
-async def test_unreachable_redis_and_unknown_backend_fail_at_open():
+async def test_bad_configuration_fails_at_open(tmp_path):
     with pytest.raises(StoreError, match="Redis store"):
-        await open_store("redis", url="redis://127.0.0.1:1/0")
+        await open_store("redis", url="redis://127.0.0.1:1/0")  # nothing listens there
+    with pytest.raises(StoreError, match="Redis store"):
+        await open_store("redis", url="http://127.0.0.1:6379")
+    with pytest.raises(StoreError, match="SQLite store"):
+        await open_store("sqlite", path=tmp_path)  # a folder, not a file
+    (tmp_path / "file").write_text("")
+    with pytest.raises(StoreError, match="SQLite store"):
+        await open_store("sqlite", path=tmp_path / "file" / "state.sqlite3")  # its folder cannot be made
+    with pytest.raises(StoreError, match="needs a path"):
+        await open_store("sqlite")
     with pytest.raises(StoreError, match="unknown store backend"):
         await open_store("etcd")
+
+
+async def test_redis_going_down_is_a_store_error():
+    with redis_server() as url:
+        store = await open_store("redis", url=url)
+    try:
+        with pytest.raises(StoreError, match="Redis store"):
+            await store.acquire_lease("key", "l1", 1, ttl_s=30)
+    finally:
+        await store.aclose()
+
+
+async def test_a_short_lived_write_does_not_shorten_a_redis_key(redis_url):
+    """Redis' own expiry is per key: the key of an owner's leases must outlive its longest lease."""
+    store = await RedisStore(redis_url, prefix=f"t{uuid.uuid4().hex}:").open()
+    try:
+        await store.acquire_lease("key", "long", 3, ttl_s=3600)
+        await store.acquire_lease("key", "short", 3, ttl_s=1)
+        await store.renew_leases([("key", "short")], ttl_s=1)
+        assert await store._redis.pttl(store._key("leases", "key")) > 3_000_000
+    finally:
+        await store.aclose()
 
 
 def test_a_snapshot_survives_sigkill_right_after_it_was_written(tmp_path: Path):
