@@ -25,7 +25,6 @@ leave keys out; every key it does send must carry the constraint's value.
 
 from __future__ import annotations
 
-import base64
 import copy
 import datetime as _dt
 import re
@@ -81,23 +80,12 @@ def _model_id(model: Any) -> Any:
     return model[len("models/"):] if isinstance(model, str) and model.startswith("models/") else model
 
 
-def _jsonable(value: Any) -> Any:
-    """Raw bytes → standard base64 (what the wire carries; the models decode it back)."""
-    if isinstance(value, (bytes, bytearray, memoryview)):
-        return base64.b64encode(bytes(value)).decode("ascii")
-    if isinstance(value, dict):
-        return {k: _jsonable(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_jsonable(v) for v in value]
-    return value
-
-
 def _dump(setup: Setup) -> dict[str, Any]:
     """A setup as JSON-ready data: camelCase for modelled fields, loose dicts as the client sent them.
 
-    (mode="json" is not used: it writes bytes as UTF-8 text and fails on binary inline data.)
+    Bytes (inline data) come out as standard base64: the wire models serialize them so.
     """
-    return _jsonable(setup.model_dump(by_alias=True, exclude_none=True))
+    return setup.model_dump(by_alias=True, exclude_none=True, mode="json")
 
 
 def _norm(value: Any, key: str | None = None) -> Any:
