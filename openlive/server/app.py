@@ -39,6 +39,7 @@ from ..store import Store, StoreError, open_store
 from .auth import AuthError, KeyChecker, credential_from, owner_of
 from .ephemeral import TokenGrant, TokenRequestError, apply_constraints, check_usable, mint_token_name
 from .limits import KeyLimits
+from .playground import playground_routes
 
 log = logging.getLogger(__name__)
 
@@ -124,6 +125,7 @@ class OpenLiveApp:
             routes=[
                 Route("/healthz", self.healthz),
                 Route("/v1/audio/transcriptions", self.transcriptions, methods=["POST"]),
+                *playground_routes(config),
                 Route("/{path:path}", self.rest, methods=["GET"]),
                 Route("/{path:path}", self.rest_post, methods=["POST"]),
                 WebSocketRoute("/{path:path}", self.live),
