@@ -14,6 +14,7 @@ import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 import textwrap
 import threading
 import time
@@ -473,10 +474,20 @@ def test_unprivileged_server_mode() -> None:
     system_python = "/usr/bin/python3"
     if os.geteuid() != 0 or not os.access(system_python, os.X_OK) or not shutil.which("setpriv"):
         pytest.skip("needs root (to become nobody), setpriv and the system Python")
+    # nobody may not be able to read the checkout (a clone in a private temp dir): give it a copy
+    # in a folder of its own under /tmp, which everyone can reach.
+    with tempfile.TemporaryDirectory(prefix="openlive-nobody-", dir="/tmp") as folder:
+        os.chmod(folder, 0o755)
+        module = Path(folder) / "sandbox.py"
+        shutil.copy(REPO / "openlive/engines/code/sandbox.py", module)
+        module.chmod(0o644)
+        _run_as_nobody(system_python, module)
+
+
+def _run_as_nobody(system_python: str, module: Path) -> None:
     script = textwrap.dedent(f"""
         import asyncio, importlib.util, json, os, sys
-        spec = importlib.util.spec_from_file_location(
-            "sandbox", {str(REPO / "openlive/engines/code/sandbox.py")!r})
+        spec = importlib.util.spec_from_file_location("sandbox", {str(module)!r})
         m = importlib.util.module_from_spec(spec)
         sys.modules["sandbox"] = m
         spec.loader.exec_module(m)
