@@ -1,4 +1,4 @@
-"""The `openlive` command: `openlive serve` and `openlive models`."""
+"""The `openlive` command: `openlive serve`, `openlive models` and `openlive talk`."""
 
 from __future__ import annotations
 
@@ -50,6 +50,7 @@ def _print_banner(config: Config, cert: Path | None) -> None:
     else:
         lines.append(f"  Node:   httpOptions: {{ baseUrl: '{base}' }}   (the Python SDK needs TLS: drop --no-tls)")
     lines.append(f"  Health: {base}/healthz")
+    lines.append(f"  Try it in a browser: {base}/   (the playground)")
     print("\n".join(lines), file=sys.stderr, flush=True)
 
 
@@ -98,11 +99,65 @@ def cmd_models(args: argparse.Namespace) -> int:
     config = _config_from(args)
     if args.prepare:
         prepare_model_files(config, progress=True)
+    print("Models:")
     width = max(len(name) for name in config.models)
     for name, entry in sorted(config.models.items()):
         llm = config.llms[entry.llm]
-        print(f"{name:<{width}}  llm={entry.llm} ({llm.engine}: {llm.base_url or llm.model})")
+        print(f"  {name:<{width}}  llm={entry.llm} ({llm.engine}: {llm.base_url or llm.model})")
+    print("Voices:")
+    rows = [_voice_row(config, name) for name in sorted(config.voices)]
+    widths = [max(len(row[i]) for row in rows) for i in range(3)]
+    for row in rows:
+        print("  " + "  ".join(f"{cell:<{widths[i]}}" for i, cell in enumerate(row[:3])) + f"  {row[3]}")
     return 0
+
+
+def _voice_row(config: Config, name: str) -> tuple[str, str, str, str]:
+    """(name, engine, gender, languages) of a configured voice; languages as far as known without loading it."""
+    from .engines.tts.base import TTSError
+    from .engines.tts.registry import build_voice
+
+    voice = config.voices[name]
+    default = " (default)" if name == config.speech.default_voice else ""
+    try:
+        languages = build_voice(voice).info.languages  # reads a Piper voice's small JSON, not its model
+        spoken = ", ".join(sorted(languages)) if languages else "any (eSpeak NG: ~100 languages)"
+    except (TTSError, OSError) as exc:
+        spoken = f"unavailable: {exc}"
+    return name + default, voice.engine, voice.gender, spoken
+
+
+def _add_talk_args(parser: argparse.ArgumentParser) -> None:
+    """The `openlive talk` options (defined here so that `openlive --help` does not import the client)."""
+    parser.add_argument("--base-url", default=None, help="the server (default https://127.0.0.1:8443, or "
+                        "GOOGLE_GEMINI_BASE_URL; https://generativelanguage.googleapis.com for Google's)")
+    parser.add_argument("--api-key", default=None, help="API key (default: GEMINI_API_KEY / GOOGLE_API_KEY, "
+                        "else 'anything', which a local openlive without keys accepts)")
+    parser.add_argument("--api-version", default=None, help="v1beta (default), v1, v1alpha (ephemeral tokens)")
+    parser.add_argument("--vertex", action="store_true", help="use the Vertex AI (express mode) path")
+    parser.add_argument("--model", default="gemini-live-2.5-flash-preview",
+                        help="Live model name (default %(default)s)")
+    parser.add_argument("--voice", help="voice name: Puck, Charon, Kore, Fenrir, Aoede, Leda, Orus, Zephyr, ...")
+    parser.add_argument("--language", help="BCP-47 language of the conversation, e.g. en-US, de-DE")
+    parser.add_argument("--system", help="system instruction")
+    parser.add_argument("--code-execution", action="store_true", help="let the model run Python (codeExecution)")
+    parser.add_argument("--search", action="store_true", help="let the model search (googleSearch)")
+    parser.add_argument("--text", action="store_true", help="type instead of speaking; replies as text")
+    parser.add_argument("--input", type=Path, help="headless: a WAV file to say (16-bit PCM, any rate)")
+    parser.add_argument("--output", type=Path, help="headless: where to write the spoken reply (24 kHz WAV)")
+    parser.add_argument("--fast", action="store_true", help="headless: send the WAV faster than real time")
+    parser.add_argument("--timeout", type=float, default=60.0, help="headless: seconds to wait for the reply")
+    parser.add_argument("--data-dir", type=Path, help="a local openlive's data dir, whose tls/cert.pem is "
+                        "trusted for loopback servers (default ~/.openlive)")
+    parser.add_argument("--insecure", action="store_true", help="do not verify the server's TLS certificate")
+    parser.add_argument("--no-echo-gate", action="store_true", help="voice: send the microphone unfiltered "
+                        "while the reply plays (use with headphones)")
+
+
+def cmd_talk(args: argparse.Namespace) -> int:
+    from .client import talk
+
+    return talk.run(args)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -119,10 +174,15 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--no-tls", action="store_true", help="plain ws:// and http:// (the Python SDK needs TLS)")
     serve.set_defaults(func=cmd_serve)
 
-    models = sub.add_parser("models", help="list the configured model names and their engines")
+    models = sub.add_parser("models", help="list the configured model names, their engines, and the voices")
     _add_config_args(models)
     models.add_argument("--prepare", action="store_true", help="prepare model files now (join, verify, cache)")
     models.set_defaults(func=cmd_models)
+
+    talk = sub.add_parser("talk", help="talk to a Live API server (ours or Google's) from the terminal: "
+                          "microphone and speaker, --text, or --input/--output WAV files")
+    _add_talk_args(talk)
+    talk.set_defaults(func=cmd_talk)
     return parser
 
 
