@@ -12,7 +12,6 @@ We send camelCase throughout (as @google/genai does); a server must accept it, a
 from __future__ import annotations
 
 import base64
-import binascii
 import enum
 import json
 import os
@@ -22,6 +21,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Union
 from urllib.parse import urlparse
+
+from ..protocol.b64 import decode_any
 
 __all__ = [
     "GEMINI_BASE_URL", "VERTEX_BASE_URL", "DEFAULT_OUTPUT_RATE", "FunctionCall", "LiveMessage", "ResumptionUpdate",
@@ -403,11 +404,9 @@ _RATE = re.compile(r"rate=(\d+)")
 
 def b64decode(value: str) -> bytes:
     """Base64 in either alphabet, padded or not (servers and SDKs differ)."""
-    text = value.strip().replace("-", "+").replace("_", "/")
-    text += "=" * (-len(text) % 4)
     try:
-        return base64.b64decode(text, validate=True)
-    except (binascii.Error, ValueError) as exc:
+        return decode_any(value)
+    except ValueError as exc:
         raise ValueError("bad base64 in a server message") from exc
 
 

@@ -10,12 +10,12 @@ refuses it.
 
 from __future__ import annotations
 
-import base64
-import binascii
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 from pydantic.alias_generators import to_camel
+
+from .b64 import decode_any
 
 
 def _decode_base64(value: Any) -> bytes:
@@ -24,12 +24,7 @@ def _decode_base64(value: Any) -> bytes:
         return bytes(value)
     if not isinstance(value, str):
         raise ValueError("expected a base64 string")
-    text = value.strip().replace("-", "+").replace("_", "/")
-    text += "=" * (-len(text) % 4)
-    try:
-        return base64.b64decode(text, validate=True)
-    except (binascii.Error, ValueError) as exc:
-        raise ValueError("Base64 decoding failed") from exc
+    return decode_any(value)
 
 
 Base64Bytes = Annotated[bytes, BeforeValidator(_decode_base64)]
