@@ -23,7 +23,7 @@ from google.genai import errors, types
 
 from .conftest import ServerProcess
 
-pytestmark = [pytest.mark.e2e, pytest.mark.filterwarnings("ignore:The SDK.s token creation")]
+pytestmark = [pytest.mark.e2e, pytest.mark.filterwarnings("ignore:The SDK.s (token creation|ephemeral token)")]
 
 MODEL = "gemini-live-2.5-flash-preview"
 
