@@ -38,7 +38,7 @@ from ..session.user_audio import wav_to_pcm16k
 from ..store import Store, StoreError, open_store
 from .auth import AuthError, KeyChecker, credential_from, owner_of
 from .ephemeral import TokenGrant, TokenRequestError, apply_constraints, check_usable, mint_token_name
-from .limits import KeyLimits
+from .limits import KeyLimits, store_needed
 from .playground import playground_routes
 
 log = logging.getLogger(__name__)
@@ -339,31 +339,22 @@ class OpenLiveApp:
             # The SDKs send tokens to BidiGenerateContentConstrained only; elsewhere it is no key.
             raise ProtocolError(CloseCode.INVALID_ARGUMENT, "API key not valid. Please pass a valid API key.")
         assert self.store is not None
-        try:
+        with store_needed("token lookup"):
             record = await self.store.get_auth_token(token)
-        except StoreError as exc:
-            log.error("token lookup failed: %s", exc)
-            raise unavailable() from None
         if record is None:  # unknown, tampered with, or expired and gone
             raise ProtocolError(CloseCode.POLICY, "The ephemeral token is invalid or has expired.")
         return TokenGrant.from_record(record), record
 
     async def _use_token(self, token: str) -> bool:
         assert self.store is not None
-        try:
+        with store_needed("token use"):
             return await self.store.use_auth_token(token)
-        except StoreError as exc:
-            log.error("token use failed: %s", exc)
-            raise unavailable() from None
 
     async def _snapshot_for(self, handle: str, owner: str, model: str) -> Snapshot:
         """The conversation a handle resumes; only the key that opened it may, and only on its model."""
         assert self.store is not None
-        try:
+        with store_needed("snapshot lookup"):
             data = await self.store.get_snapshot(handle)
-        except StoreError as exc:
-            log.error("snapshot lookup failed: %s", exc)
-            raise unavailable() from None
         snapshot = None
         if data is not None:
             try:

@@ -10,6 +10,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 from ..protocol.errors import CloseCode, ProtocolError, unavailable
 from ..store import Store, StoreError
@@ -18,6 +20,16 @@ log = logging.getLogger(__name__)
 
 LEASE_TTL_S = 30.0
 EXHAUSTED = "Resource has been exhausted (e.g. check quota)"
+
+
+@contextmanager
+def store_needed(what: str) -> Iterator[None]:
+    """A step a session cannot go on without: a store failure closes it as the service being unavailable."""
+    try:
+        yield
+    except StoreError as exc:
+        log.error("%s failed: %s", what, exc)
+        raise unavailable() from None
 
 
 def too_many_sessions(limit: int) -> ProtocolError:
@@ -56,21 +68,15 @@ class KeyLimits:
     async def open_session(self, owner: str) -> str:
         """Admit one more session of `owner`, or raise the close the client gets."""
         if self.tokens_per_minute > 0:
-            try:
+            with store_needed("token budget check"):
                 spent = await self.store.tokens_in_window(owner)
-            except StoreError as exc:
-                log.error("token budget check failed: %s", exc)
-                raise unavailable() from None
             if spent >= self.tokens_per_minute:
                 raise over_token_budget(self.tokens_per_minute)
         if self.sessions_per_key <= 0:
             return ""
         lease = uuid.uuid4().hex
-        try:
+        with store_needed("session limit check"):
             admitted = await self.store.acquire_lease(owner, lease, self.sessions_per_key, LEASE_TTL_S)
-        except StoreError as exc:
-            log.error("session limit check failed: %s", exc)
-            raise unavailable() from None
         if not admitted:
             log.info("refused a session: %d already open for this key", self.sessions_per_key)
             raise too_many_sessions(self.sessions_per_key)
@@ -101,14 +107,11 @@ class TokenBudget:
     async def admit(self, tokens: int) -> None:
         if self.per_minute <= 0:
             return
-        try:
+        with store_needed("token budget check"):
             used = await self.store.tokens_in_window(self.owner)
             if used + tokens > self.per_minute:
                 raise over_token_budget(self.per_minute)
             await self.store.add_tokens(self.owner, tokens)
-        except StoreError as exc:
-            log.error("token budget check failed: %s", exc)
-            raise unavailable() from None
 
     async def spend(self, tokens: int) -> None:
         if self.per_minute <= 0 or tokens <= 0:

@@ -862,10 +862,10 @@ class LiveSession:
     def _restore(self, snapshot: Snapshot) -> None:
         """Continue a conversation. Its instruction and tools carry on unless this setup changes them."""
         self.lineage = snapshot.lineage
-        original = Setup.model_validate(snapshot.setup)
-        if setup_json(original).get("systemInstruction") == setup_json(self.setup).get("systemInstruction"):
+        original, now = setup_json(Setup.model_validate(snapshot.setup)), setup_json(self.setup)
+        if original.get("systemInstruction") == now.get("systemInstruction"):
             self.options.system_instruction = snapshot.system_instruction
-        if setup_json(original).get("tools") == setup_json(self.setup).get("tools") and snapshot.tools is not None:
+        if original.get("tools") == now.get("tools") and snapshot.tools is not None:
             self._tool_decls = [Tool.model_validate(t) for t in snapshot.tools]
             self.tools = ToolSet.from_setup(self._tool_decls)
         self.history = [Turn(t.role, t.text, t.tokens or 0, [] if t.tokens is not None else [t.text])

@@ -16,6 +16,7 @@ import pytest
 
 from openlive.client import LiveError, LiveMessage, LiveModel, LiveSession, MemoryAudioDevice
 from tests.support.audio import read_wav_16k
+from tests.support.scripts import RECALL_NAME
 from tests.support.wer import wer
 
 from .conftest import ServerProcess
@@ -28,14 +29,7 @@ DATA = Path(__file__).resolve().parents[1] / "data"
 UTTERANCE = read_wav_16k(DATA / "two_cities_16k.wav")
 UTTERANCE_TEXT = "It was the best of times, it was the worst of times, it was the age of wisdom"
 
-SCRIPT = r'''
-token_delay_ms = 5
-
-[[reply]]
-match = "what is my name"
-recall = 'my name is (\w+)'
-text = "Your name is {recall}."
-
+SCRIPT = "token_delay_ms = 5\n" + RECALL_NAME + r'''
 [[reply]]
 match = "crash"
 error = "simulated engine failure"

@@ -19,6 +19,7 @@ from google.genai import errors, types
 
 from tests.support.audio import read_wav_16k
 from tests.support.redis_server import redis_server
+from tests.support.scripts import ECHO_INSTRUCTION, RECALL_NAME
 from tests.support.wer import wer
 
 from .conftest import ServerProcess
@@ -28,18 +29,7 @@ pytestmark = pytest.mark.e2e
 MODEL = "gemini-live-2.5-flash-preview"
 DATA = Path(__file__).resolve().parents[1] / "data"
 
-SCRIPT = r"""
-token_delay_ms = 5
-
-[[reply]]
-match = "what is my name"
-recall = 'my name is (\w+)'
-text = "Your name is {recall}."
-
-[[reply]]
-match = "instruction"
-text = "I was told: {system} ({turns} messages)"
-
+SCRIPT = "token_delay_ms = 5\n" + RECALL_NAME + ECHO_INSTRUCTION + r"""
 [[reply]]
 match = "worst of times"
 recall = 'my name is (\w+)'

@@ -17,17 +17,9 @@ from openlive.session.context import ContextPolicy, turns_to_drop
 from openlive.session.live_session import LiveSession, Persistence
 from openlive.session.resumption import REPLAY_MARGIN_S, ConsumedIndex, Snapshot
 from openlive.store import open_store
+from tests.support.scripts import ECHO_INSTRUCTION, RECALL_NAME
 
-SCRIPT = r"""
-[[reply]]
-match = "what is my name"
-recall = 'my name is (\w+)'
-text = "Your name is {recall}."
-
-[[reply]]
-match = "instruction"
-text = "I was told: {system} ({turns} messages)"
-"""
+SCRIPT = RECALL_NAME + ECHO_INSTRUCTION
 
 
 def ev(obj):
