@@ -15,14 +15,16 @@ async def main() -> None:
 asyncio.run(main())
 ```
 
-Modules: `wire` (URLs, headers, client messages, server-message parsing; no I/O), `session`
-(`LiveModel`, `LiveSession`, automatic resumption), `audio` (microphone and speaker), `sync`
-(a blocking wrapper), `tls` (trusting a local server's certificate), `talk` (`openlive talk`).
+Modules, each depending only on those after it: `model` (`LiveModel`), `sync` (a blocking
+wrapper), `session` (`LiveSession`, automatic resumption), `audio` (microphone and speaker), `wire`
+(URLs, headers, client messages, server-message parsing; no I/O); beside them `tls` (trusting a
+local server's certificate) and `talk` (`openlive talk`, which uses them all).
 """
 
 from .audio import AudioConversation, AudioDevice, AudioUnavailable, EchoGate, MemoryAudioDevice, Player
 from .errors import LiveError
-from .session import LiveModel, LiveSession
+from .model import LiveModel
+from .session import LiveSession
 from .sync import SyncLiveSession
 from .tls import client_ssl_context
 from .wire import FunctionCall, LiveMessage, ResumptionUpdate

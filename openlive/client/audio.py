@@ -28,16 +28,13 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 import soxr
 
 from .errors import LiveError
 from .wire import DEFAULT_OUTPUT_RATE, LiveMessage
-
-if TYPE_CHECKING:
-    from .session import LiveSession
 
 log = logging.getLogger("openlive.client.audio")
 
@@ -202,6 +199,19 @@ class EchoGate:
             self._recent.popleft()
 
 
+class AudioSession(Protocol):
+    """What a conversation needs of a session (`LiveSession` is one): this module sits below it."""
+
+    @property
+    def closed(self) -> bool: ...
+
+    def add_listener(self, listener: Callable[[LiveMessage], None]) -> None: ...
+
+    def remove_listener(self, listener: Callable[[LiveMessage], None]) -> None: ...
+
+    async def send_audio(self, pcm: bytes, rate: int = SEND_RATE) -> None: ...
+
+
 class AudioConversation:
     """Microphone up, speaker down, for one `LiveSession` (see `LiveSession.start_audio_conversation`).
 
@@ -211,7 +221,7 @@ class AudioConversation:
     `speech_level`: the level (RMS, 0..1) above which a mic block counts as speech, for `last_speech_at`.
     """
 
-    def __init__(self, session: LiveSession, device: AudioDevice, *, echo_gate: EchoGate | bool = True,
+    def __init__(self, session: AudioSession, device: AudioDevice, *, echo_gate: EchoGate | bool = True,
                  on_interrupted: Callable[[], None] | None = None, max_mic_backlog_s: float = 5.0,
                  max_playback_s: float = 300.0, speech_level: float = 0.01) -> None:
         self.session = session

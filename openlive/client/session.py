@@ -1,4 +1,4 @@
-"""`LiveModel` and `LiveSession`: a Live API conversation over one WebSocket at a time.
+"""`LiveSession`: a Live API conversation over one WebSocket at a time (`LiveModel` opens it).
 
 A session owns one background task (the supervisor) that reads server frames, keeps track of the
 resumption state, and hands every message to `receive()` through a bounded queue. When the
@@ -23,23 +23,19 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 import ssl as ssl_module
 import time
 from collections import deque
-from collections.abc import AsyncIterator, Callable, Generator, Iterable, Mapping, Sequence
-from typing import TYPE_CHECKING, Any
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
+from typing import Any, Protocol
 
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus, InvalidURI
 
 from . import wire
+from .audio import AudioConversation, AudioDevice, SoundDeviceAudio
 from .errors import FATAL_CLOSE_CODES, LiveError
 from .wire import ContentLike, LiveMessage
-
-if TYPE_CHECKING:
-    from .audio import AudioConversation, AudioDevice
-    from .sync import SyncLiveSession
 
 log = logging.getLogger("openlive.client")
 
@@ -52,115 +48,27 @@ _MAX_AUDIO_CHUNK = 256_000  # bytes of PCM per realtimeInput message (8 s at 16 
 _END = object()
 
 
-class LiveModel:
-    """A Live API model on some server, and the configuration of the sessions opened with it.
+class SessionSettings(Protocol):
+    """Where a session connects and how it behaves: what `LiveModel` holds (see its docstring)."""
 
-    ```python
-    model = LiveModel("gemini-live-2.5-flash-preview", {"response_modalities": ["TEXT"]},
-                      base_url="https://127.0.0.1:8443", api_key="anything")
-    async with model.connect() as session:
-        await session.send_text("Hello!")
-        async for message in session.receive_turn():
-            print(message.text or "", end="")
-    ```
+    endpoint: wire.Endpoint
+    setup: dict[str, Any]
+    auto_resume: bool
+    resume_timeout_s: float
+    max_resume_attempts: int
+    open_timeout_s: float
+    max_message_bytes: int
+    receive_queue_size: int
+    replay_limit_bytes: int
 
-    `config` is a LiveConnectConfig as a plain dict (snake_case or camelCase). `base_url`
-    defaults to `GOOGLE_GEMINI_BASE_URL` (Vertex: `GOOGLE_VERTEX_BASE_URL`), then Google's
-    endpoint; `api_key` to `GOOGLE_API_KEY`, then `GEMINI_API_KEY`. `ssl` is an SSLContext, or
-    False to skip certificate checks; by default the system trust and `SSL_CERT_FILE` apply.
-
-    With `session_resumption` in the config and `auto_resume`, sessions reconnect by themselves
-    (see the module docstring): each reconnection may take `resume_timeout_s` of retries, and
-    after `max_resume_attempts` drops without a completed turn in between the session ends
-    with the last error.
-    """
-
-    def __init__(
-        self,
-        model: str,
-        config: Mapping[str, Any] | None = None,
-        *,
-        base_url: str | None = None,
-        api_key: str | None = None,
-        api_version: str | None = None,
-        vertex: bool = False,
-        ssl: ssl_module.SSLContext | bool | None = None,
-        headers: Mapping[str, str] | None = None,
-        auto_resume: bool = True,
-        resume_timeout_s: float = 30.0,
-        max_resume_attempts: int = 3,
-        open_timeout_s: float = 10.0,
-        max_message_bytes: int = 16 << 20,
-        receive_queue_size: int = 10_000,
-        replay_limit_bytes: int = 16 << 20,
-    ) -> None:
-        self.model = model
-        self.config = dict(config or {})
-        self.vertex = vertex
-        if api_key is None:
-            api_key = os.environ.get("GOOGLE_API_KEY") or os.environ.get("GEMINI_API_KEY")
-        self.endpoint = wire.endpoint(base_url, api_key, api_version=api_version, vertex=vertex, headers=headers)
-        self.setup = wire.setup_message(model, self.config, vertex=vertex)
-        self.ssl = ssl
-        self.auto_resume = auto_resume
-        self.resume_timeout_s = resume_timeout_s
-        self.max_resume_attempts = max_resume_attempts
-        self.open_timeout_s = open_timeout_s
-        self.max_message_bytes = max_message_bytes
-        self.receive_queue_size = receive_queue_size
-        self.replay_limit_bytes = replay_limit_bytes
-
-    def connect(self) -> _Connecting:
-        """Open a session: `session = await model.connect()` or `async with model.connect() as session`."""
-        return _Connecting(self)
-
-    def connect_sync(self, timeout: float | None = 30.0) -> SyncLiveSession:
-        """Open a session driven from ordinary (non-async) code, on a background event loop thread."""
-        from .sync import SyncLiveSession
-
-        return SyncLiveSession.open(self, timeout=timeout)
-
-    def _ssl_argument(self) -> dict[str, Any]:
-        if not self.endpoint.url.startswith("wss://"):
-            return {}
-        if isinstance(self.ssl, ssl_module.SSLContext):
-            return {"ssl": self.ssl}
-        if self.ssl is False:
-            context = ssl_module.create_default_context()
-            context.check_hostname = False
-            context.verify_mode = ssl_module.CERT_NONE
-            return {"ssl": context}
-        return {}  # websockets' default context: system CAs, SSL_CERT_FILE / SSL_CERT_DIR
-
-
-class _Connecting:
-    """What `LiveModel.connect()` returns: awaitable, and an async context manager that closes."""
-
-    def __init__(self, model: LiveModel) -> None:
-        self._model = model
-        self._session: LiveSession | None = None
-
-    def __await__(self) -> Generator[Any, None, LiveSession]:
-        return self._open().__await__()
-
-    async def _open(self) -> LiveSession:
-        session = LiveSession(self._model)
-        await session._start()
-        return session
-
-    async def __aenter__(self) -> LiveSession:
-        self._session = await self._open()
-        return self._session
-
-    async def __aexit__(self, *exc_info: object) -> None:
-        if self._session is not None:
-            await self._session.close()
+    def ssl_argument(self) -> dict[str, Any]:
+        """The `ssl` keyword for websockets' `connect`, if any."""
 
 
 class LiveSession:
     """One conversation. Send with the `send_*` methods; read with `receive()` (one reader at a time)."""
 
-    def __init__(self, model: LiveModel) -> None:
+    def __init__(self, model: SessionSettings) -> None:
         self.model = model
         self.session_id: str | None = None
         self.resume_count = 0
@@ -315,8 +223,6 @@ class LiveSession:
 
         `device` defaults to the system's (needs `pip install openlive[audio]`); options go to
         `AudioConversation` (echo gate settings, `on_interrupted`, ...)."""
-        from .audio import AudioConversation, SoundDeviceAudio
-
         if self._conversation is not None:
             raise RuntimeError("an audio conversation is already running on this session")
         conversation = AudioConversation(self, device if device is not None else SoundDeviceAudio(), **options)
@@ -374,7 +280,7 @@ class LiveSession:
         try:
             ws = await connect(endpoint.url, additional_headers=headers, user_agent_header=user_agent,
                                open_timeout=self.model.open_timeout_s, max_size=self.model.max_message_bytes,
-                               close_timeout=5, **self.model._ssl_argument())
+                               close_timeout=5, **self.model.ssl_argument())
         except InvalidStatus as exc:
             body = exc.response.body.decode("utf-8", "replace").strip() if exc.response.body else ""
             raise LiveError(exc.response.status_code, body or f"HTTP {exc.response.status_code}") from None

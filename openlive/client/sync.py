@@ -12,14 +12,12 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from collections.abc import Coroutine, Iterable, Iterator, Mapping, Sequence
-from typing import TYPE_CHECKING, Any, TypeVar
+from collections.abc import Awaitable, Callable, Coroutine, Iterable, Iterator, Mapping, Sequence
+from typing import Any, TypeVar
 
+from .audio import AudioConversation, AudioDevice
+from .session import LiveSession
 from .wire import ContentLike, LiveMessage
-
-if TYPE_CHECKING:
-    from .audio import AudioConversation, AudioDevice
-    from .session import LiveModel, LiveSession
 
 T = TypeVar("T")
 
@@ -61,10 +59,11 @@ class SyncLiveSession:
         self._runner = runner
 
     @classmethod
-    def open(cls, model: LiveModel, timeout: float | None = 30.0) -> SyncLiveSession:
+    def open(cls, connect: Callable[[], Awaitable[LiveSession]], timeout: float | None = 30.0) -> SyncLiveSession:
+        """Run `connect()` (`LiveModel.connect`) on a new background loop and wrap the session it opens."""
         runner = _LoopThread()
         try:
-            session = runner.call(_connect(model), timeout)
+            session = runner.call(_connect(connect), timeout)
         except BaseException:
             runner.stop()
             raise
@@ -147,5 +146,5 @@ class SyncLiveSession:
         self.close()
 
 
-async def _connect(model: LiveModel) -> LiveSession:
-    return await model.connect()
+async def _connect(connect: Callable[[], Awaitable[LiveSession]]) -> LiveSession:
+    return await connect()

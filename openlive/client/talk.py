@@ -29,7 +29,8 @@ import numpy as np
 
 from .audio import AudioUnavailable, Resampler
 from .errors import LiveError
-from .session import LiveModel, LiveSession
+from .model import LiveModel
+from .session import LiveSession
 from .tls import client_ssl_context
 from .wire import DEFAULT_OUTPUT_RATE, LiveMessage
 
