@@ -30,7 +30,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from openlive.engines.llm.scripted import ScriptedEngine  # noqa: E402
 from openlive.protocol import parse_client_frame  # noqa: E402
-from openlive.session.live_session import LiveSession, Persistence, Turn  # noqa: E402
+from openlive.session.context import Turn  # noqa: E402
+from openlive.session.live_session import LiveSession, Persistence  # noqa: E402
 from openlive.store import open_store  # noqa: E402
 
 SENTENCE = "I would like to book a table for two people tonight at eight, near the window if possible. "
@@ -54,14 +55,14 @@ async def snapshot_costs(store, turns: int, samples: int) -> dict:
         return None
 
     session = LiveSession(setup_event(), llm=ScriptedEngine("s"), send=send, persistence=Persistence(store, "bench"))
-    session.history = [Turn("user" if i % 2 == 0 else "model", varied_text(i), 50) for i in range(turns)]
+    session.conversation.history = [Turn("user" if i % 2 == 0 else "model", varied_text(i), 50) for i in range(turns)]
     times, size = [], 0
     for i in range(samples):
         session._version += 1  # a turn happened
         start = time.perf_counter()
         await session._save_if_changed()
         times.append(time.perf_counter() - start)
-        size = len(session.snapshot().to_bytes())
+        size = len(session.checkpoints.snapshot().to_bytes())
         progress(f"snapshot: {turns} turns, {i + 1}/{samples}")
     return {"turns": turns, "snapshot_bytes": size, **summary_ms(times)}
 

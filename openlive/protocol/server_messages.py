@@ -6,8 +6,12 @@ all unknown, so every server message is built here and nowhere else.
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
+
+# What puts one server message on the wire (the transport gives the session one of these).
+Send = Callable[[dict[str, Any]], Awaitable[None]]
 
 
 def setup_complete(session_id: str | None = None) -> dict[str, Any]:

@@ -1,4 +1,12 @@
-"""The context window: how many tokens a conversation holds, and the sliding window that trims it.
+"""The conversation context: what the model reads on its next turn, and how many tokens that is.
+
+Owns: the system instruction and tools in force, the history (each turn's text and tokens), the
+tokens of video frames not yet part of a turn, and the version counter that tells the
+checkpoints when anything here changed. Touches: the LLM engine's tokenizer (to count) and the
+key's token budget (to charge a turn before it runs); nothing on the wire.
+
+An instruction or tool change that arrives while a reply runs is deferred to the next turn, so a
+reply never sees two instructions.
 
 Tokens are counted as the Live API counts them: text by the model's tokenizer, speech at about
 25 tokens a second, video at 258 tokens a frame (one frame a second). Before each turn runs, a
@@ -10,11 +18,18 @@ longer fits the model's window ends, as the real service ends it.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
 
+from ..engines.llm.base import ChatMessage, ChatRequest, LLMEngine, SamplingParams, count_tokens
 from ..protocol.errors import ProtocolError, invalid_argument
-from ..protocol.messages import ContextWindowCompressionConfig
+from ..protocol.messages import ContextWindowCompressionConfig, Tool
+from .languages import language_name
+from .tools import ToolSet
+
+log = logging.getLogger(__name__)
 
 AUDIO_TOKENS_PER_SECOND = 25
 VIDEO_TOKENS_PER_FRAME = 258
@@ -65,3 +80,140 @@ def turns_to_drop(roles: Sequence[str], tokens: Sequence[int], fixed: int, targe
     while cut < last_user and roles[cut] != "user":
         cut += 1  # never start the kept history in the middle of a model turn
     return cut
+
+
+@dataclass
+class Turn:
+    role: str  # "user" | "model", as on the wire
+    text: str
+    tokens: int = 0  # counted so far (speech is counted by its length, text by the tokenizer)
+    uncounted: list[str] = field(default_factory=list)  # text not yet through the tokenizer
+
+
+class TokenBudget(Protocol):
+    """Tokens a session spends, charged to its API key's per-minute budget."""
+
+    async def admit(self, tokens: int) -> None:
+        """Charge a turn's input before it runs; raises ProtocolError when that goes over the budget."""
+
+    async def spend(self, tokens: int) -> None:
+        """Charge what a turn produced (never refused: it is already said)."""
+
+
+class Conversation:
+    def __init__(self, *, system_instruction: str, tools: list[Tool] | None, policy: ContextPolicy,
+                 modality: str, language: str | None, budget: TokenBudget | None = None) -> None:
+        self.system_instruction = system_instruction
+        self.tool_decls = tools
+        self.tools = ToolSet.from_setup(tools)
+        self.policy = policy
+        self.modality = modality
+        self.language = language
+        self.budget = budget
+        self.history: list[Turn] = []
+        self.version = 0  # bumped by every change a resumption snapshot would hold
+        self._media_tokens = 0  # video frames seen since the last user turn
+        self._counted_system: tuple[str, int] = ("", 0)
+        self._deferred: list[Callable[[], None]] = []  # updates waiting for the reply to end
+
+    # ------------------------------------------------------------------ history
+
+    def append(self, role: str, text: str, tokens: int | None = None) -> None:
+        """Add to history; `tokens` when the service counts this by something other than its text."""
+        self.version += 1
+        counted, uncounted = (tokens, []) if tokens is not None else (0, [text])
+        if role == "user" and self._media_tokens:
+            counted, self._media_tokens = counted + self._media_tokens, 0
+        if self.history and self.history[-1].role == role:
+            # Consecutive turns of one role read as one turn to chat templates that need alternation.
+            last = self.history[-1]
+            last.text += "\n" + text
+            last.tokens += counted
+            last.uncounted += uncounted
+        else:
+            self.history.append(Turn(role, text, counted, uncounted))
+
+    def add_media_tokens(self, tokens: int) -> None:
+        """Media (video frames) that the next user turn carries into the context."""
+        self._media_tokens += tokens
+
+    # ------------------------------------------------------------------ instruction and tools
+
+    def update(self, *, system_instruction: str | None = None, tools: list[Tool] | None = None,
+               defer: bool = False) -> None:
+        """A new instruction or tool list: now, or (`defer`) when the next turn starts."""
+        toolset = ToolSet.from_setup(tools) if tools is not None else None  # a bad declaration fails now
+
+        def apply() -> None:
+            if system_instruction is not None:
+                self.system_instruction = system_instruction
+            if toolset is not None:
+                self.tools, self.tool_decls = toolset, tools
+            self.version += 1
+
+        if defer:
+            self._deferred.append(apply)
+        else:
+            apply()
+
+    def start_turn(self) -> None:
+        """A reply is about to read the context: updates that waited for it take effect."""
+        for apply in self._deferred:
+            apply()
+        self._deferred.clear()
+
+    # ------------------------------------------------------------------ what the model reads
+
+    def system_prompt(self) -> str:
+        parts = [self.system_instruction] if self.system_instruction else []
+        language = language_name(self.language)
+        if language:
+            parts.append(f"Always answer in {language}.")
+        if self.modality == "AUDIO":
+            parts.append("Your answers are spoken aloud: use short plain sentences, with no markdown, lists, "
+                         "code or emoji.")
+        system = "\n\n".join(parts)
+        if self.tools:
+            system = f"{system}\n\n{self.tools.instructions()}".strip()
+        return system
+
+    def chat_request(self, params: SamplingParams, json_schema: dict[str, Any] | None = None) -> ChatRequest:
+        messages: list[ChatMessage] = []
+        system = self.system_prompt()
+        if system:
+            messages.append(ChatMessage("system", system))
+        for turn in self.history:
+            messages.append(ChatMessage("assistant" if turn.role == "model" else "user", turn.text))
+        return ChatRequest(tuple(messages), params, json_schema=json_schema)
+
+    # ------------------------------------------------------------------ the window
+
+    async def fit(self, llm: LLMEngine) -> None:
+        """Count what the next turn will read; slide the window or end the session when it is too long."""
+        for turn in self.history:
+            while turn.uncounted:
+                turn.tokens += await count_tokens(llm, turn.uncounted.pop())
+        system = self.system_prompt()
+        if self._counted_system[0] != system:
+            self._counted_system = (system, await count_tokens(llm, system))
+        fixed = self._counted_system[1]
+        total = fixed + sum(t.tokens for t in self.history)
+        policy = self.policy
+        if policy.trigger is not None and total > policy.trigger:
+            cut = turns_to_drop([t.role for t in self.history], [t.tokens for t in self.history], fixed, policy.target)
+            if cut:
+                dropped = sum(t.tokens for t in self.history[:cut])
+                del self.history[:cut]
+                self.version += 1
+                log.info("context window: dropped the %d oldest turns (%d tokens); %d tokens remain",
+                         cut, dropped, total - dropped)
+                total -= dropped
+        if total > policy.window:
+            raise window_exceeded(total, policy.window)
+        if self.budget is not None:
+            await self.budget.admit(total)
+
+    @property
+    def tokens(self) -> int:
+        """Tokens of history counted so far (text not yet through the tokenizer is not included)."""
+        return self._counted_system[1] + sum(t.tokens for t in self.history)

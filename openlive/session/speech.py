@@ -10,6 +10,13 @@ from __future__ import annotations
 
 import re
 
+import numpy as np
+import soxr
+
+from ..engines.tts.base import TTSVoice
+
+OUTPUT_RATE = 24000  # the Live API speaks 16-bit mono PCM at 24 kHz
+
 # A sentence end is punctuation followed by white space; "3.14" or "e.g.x" does not end one.
 _SENTENCE_END = re.compile(r"[.!?…。！？]+[\"')\]]*\s+|\n+")
 _CLAUSE_END = re.compile(r"[,;:—–]\s+")
@@ -78,3 +85,12 @@ def pcm_chunks(pcm: bytes, sample_rate: int, seconds: float) -> list[bytes]:
     """Split 16-bit PCM into chunks of about `seconds`, keeping samples whole."""
     step = max(2, int(sample_rate * seconds) * 2)
     return [pcm[i:i + step] for i in range(0, len(pcm), step)]
+
+
+def synthesize_24k(voice: TTSVoice, text: str, language: str | None) -> bytes:
+    """Speak `text` and resample it once, to the Live API's 24 kHz (CPU-bound: run it in a worker thread)."""
+    pcm = b"".join(voice.synthesize(text, language))
+    if voice.sample_rate == OUTPUT_RATE or not pcm:
+        return pcm
+    samples = np.frombuffer(pcm, dtype=np.int16)
+    return soxr.resample(samples, voice.sample_rate, OUTPUT_RATE, quality="HQ").astype(np.int16).tobytes()

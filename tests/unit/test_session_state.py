@@ -61,7 +61,7 @@ async def open_session(engine, store=None, resumed=None, window=32768, owner="ow
 async def settle(session):
     for _ in range(200):
         await asyncio.sleep(0.005)
-        if not session.busy and (session._checkpointing is None or session._checkpointing.done()):
+        if not session.busy and (session.checkpoints.task is None or session.checkpoints.task.done()):
             return
 
 
@@ -103,17 +103,17 @@ async def test_restore_brings_back_history_instruction_and_tools(engine, store):
     # The client resumes with the setup it first sent: the updated instruction carries on.
     resumed, sent2 = await open_session(engine, store, resumed=snapshot, sessionResumption={"handle": handle},
                                         tools=tools, systemInstruction={"parts": [{"text": "Be brief."}]})
-    assert resumed.lineage == session.lineage
-    assert [t.role for t in resumed.history] == ["user", "model"]
-    assert "lamp" in resumed.tools.functions
+    assert resumed.checkpoints.lineage == session.checkpoints.lineage
+    assert [t.role for t in resumed.conversation.history] == ["user", "model"]
+    assert "lamp" in resumed.conversation.tools.functions
     await resumed.handle(user("What is my name?"))
     await settle(resumed)
     assert text_of(sent2) == "Your name is Zorblax."
     # A resume that changes the instruction gets the new one.
     changed, _ = await open_session(engine, store, resumed=snapshot, sessionResumption={"handle": handle},
                                     systemInstruction={"parts": [{"text": "Be loud."}]})
-    assert changed.options.system_instruction == "Be loud."
-    assert not changed.tools  # and no tools: it changed those too
+    assert changed.conversation.system_instruction == "Be loud."
+    assert not changed.conversation.tools  # and no tools: it changed those too
 
 
 async def test_context_update_waits_for_the_reply_in_progress(engine):
@@ -123,10 +123,10 @@ async def test_context_update_waits_for_the_reply_in_progress(engine):
     await asyncio.sleep(0.03)
     assert session.replying
     await session.handle(ev({"contextUpdate": {"systemInstruction": {"parts": [{"text": "New."}]}}}))
-    assert session.options.system_instruction == "Old."  # not halfway through a reply
+    assert session.conversation.system_instruction == "Old."  # not halfway through a reply
     await settle(session)
     session._start_reply()
-    assert session.options.system_instruction == "New."
+    assert session.conversation.system_instruction == "New."
     await session.aclose()
 
 
@@ -167,7 +167,7 @@ async def test_window_overflow_ends_the_session_and_compression_prevents_it(engi
     await compressed.handle(user("instruction?"))
     await settle(compressed)
     assert not compressed.failure.done()
-    assert compressed.history[0].role == "user" and compressed.context_tokens <= 300
+    assert compressed.conversation.history[0].role == "user" and compressed.conversation.tokens <= 300
     assert text_of(sent).startswith("I was told: Keep me.")
 
 

@@ -141,7 +141,7 @@ async def test_speech_then_silence_is_a_turn_with_input_transcription_and_a_repl
     await until(lambda: contents(sent, "turnComplete"))
     assert contents(sent, "inputTranscription") == [{"text": "hello there", "finished": True}]
     assert "".join(p["text"] for t in contents(sent, "modelTurn") for p in t["parts"]) == "You said: hello there"
-    assert session.history[0].text == "hello there"
+    assert session.conversation.history[0].text == "hello there"
 
 
 async def test_a_whole_turn_in_one_big_message_is_recognized_whole():
@@ -179,7 +179,7 @@ async def test_no_interruption_lets_the_reply_finish_first():
     await stream(session, tone(0.8) + silence(0.7))
     await until(lambda: len(contents(sent, "turnComplete")) == 2, timeout=5)
     assert contents(sent, "interrupted") == []
-    assert [t.role for t in session.history] == ["user", "model", "user", "model"]
+    assert [t.role for t in session.conversation.history] == ["user", "model", "user", "model"]
 
 
 async def test_audio_stream_end_ends_the_turn_without_waiting_for_silence():
@@ -198,7 +198,7 @@ async def test_manual_activity_marks_turns_and_wrong_signals_are_refused():
     assert not contents(sent, "inputTranscription")
     await session.handle(frame({"realtimeInput": {"activityEnd": {}}}))
     await until(lambda: contents(sent, "turnComplete"))
-    assert session.asr.calls and session.asr.calls[0] >= 2 * RATE * 2  # the whole activity was heard
+    assert session.turns.asr.calls and session.turns.asr.calls[0] >= 2 * RATE * 2  # the whole activity was heard
     with pytest.raises(ProtocolError) as info:
         await session.handle(frame({"realtimeInput": {"audioStreamEnd": True}}))
     assert info.value.code == 1007

@@ -125,7 +125,7 @@ async def test_non_blocking_call_lets_the_model_talk_on_and_silent_results_add_c
         {"id": call_id, "response": {"temperature_c": 25}, "scheduling": "SILENT"}]}}))
     await asyncio.sleep(0.05)
     assert len(engine.requests) == 2  # SILENT: into the context, no reply
-    assert "temperature_c" in session.history[-1].text
+    assert "temperature_c" in session.conversation.history[-1].text
 
 
 async def test_non_blocking_when_idle_result_gets_a_reply():

@@ -1,0 +1,76 @@
+"""What setup asked for, read once so the hot path never re-walks the setup message.
+
+Owns: the session's fixed choices (response modality, sampling, voice and language,
+transcription switches, activity detection, barge-in, turn coverage). Touches nothing: it is
+built from a `Setup` and read by the other rooms. The instruction and tools are not here: a
+`contextUpdate` can change them, so they belong to the conversation context (`context.py`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from ..engines.llm.base import SamplingParams
+from ..protocol.errors import invalid_argument
+from ..protocol.messages import Setup
+from .activity import ActivityParams
+from .languages import canonical_language
+
+
+@dataclass
+class SessionOptions:
+    modality: str = "TEXT"
+    params: SamplingParams = field(default_factory=SamplingParams)
+    voice_name: str | None = None
+    language: str | None = None
+    output_transcription: bool = False
+    input_transcription: bool = False
+    # None: the client marks turns with activityStart/activityEnd (automatic detection disabled).
+    activity: ActivityParams | None = field(default_factory=ActivityParams)
+    barge_in: bool = True  # START_OF_ACTIVITY_INTERRUPTS (the default) vs NO_INTERRUPTION
+    include_all_input: bool = False  # TURN_INCLUDES_ALL_INPUT
+
+    @classmethod
+    def from_setup(cls, setup: Setup) -> "SessionOptions":
+        gen = setup.generation_config
+        modalities = [m for m in (gen.response_modalities if gen and gen.response_modalities else []) if m != "MODALITY_UNSPECIFIED"]
+        if len(modalities) > 1:
+            # The real service accepts one response modality per session.
+            raise invalid_argument("Request contains an invalid argument: only one response modality is supported.")
+        # The Live API answers in speech unless asked for text.
+        modality = modalities[0] if modalities else "AUDIO"
+        if modality not in ("TEXT", "AUDIO"):
+            raise invalid_argument(f"Request contains an invalid argument: response modality {modality} is not supported.")
+        params = SamplingParams()
+        voice_name = language = None
+        if gen is not None:
+            params = SamplingParams(
+                temperature=gen.temperature,
+                top_p=gen.top_p,
+                top_k=int(gen.top_k) if gen.top_k is not None else None,
+                max_tokens=gen.max_output_tokens,
+                seed=gen.seed,
+                stop=tuple(gen.stop_sequences or ()),
+                presence_penalty=gen.presence_penalty,
+                frequency_penalty=gen.frequency_penalty,
+            )
+            speech = gen.speech_config
+            if speech is not None:
+                if speech.multi_speaker_voice_config is not None:
+                    raise invalid_argument("Request contains an invalid argument: multi-speaker voice config is not "
+                                           "supported in the Live API.")
+                prebuilt = speech.voice_config.prebuilt_voice_config if speech.voice_config else None
+                voice_name = prebuilt.voice_name if prebuilt else None
+                language = speech.language_code or None
+        if language is not None:
+            language = canonical_language(language) or language
+        realtime = setup.realtime_input_config
+        aad = realtime.automatic_activity_detection if realtime else None
+        return cls(
+            modality=modality, params=params, voice_name=voice_name, language=language,
+            output_transcription=setup.output_audio_transcription is not None,
+            input_transcription=setup.input_audio_transcription is not None,
+            activity=None if aad is not None and aad.disabled else ActivityParams.from_setup(aad),
+            barge_in=not (realtime and realtime.activity_handling == "NO_INTERRUPTION"),
+            include_all_input=bool(realtime and realtime.turn_coverage == "TURN_INCLUDES_ALL_INPUT"),
+        )

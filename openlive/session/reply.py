@@ -1,0 +1,273 @@
+"""The reply: one task that turns the model's text stream into server messages, and its one way to stop.
+
+Owns: the running reply task and what it has put on the wire (`ReplyRecord`). A reply reads the
+context, streams the LLM, and sends text deltas, or speaks the text clause by clause (synthesis
+overlapping generation, paced at most `max_lead_ms` ahead of a listener); between model rounds
+it hands tool decisions to the tool room. It ends with `generationComplete`, the turn's
+resumption handle (through `before_turn_complete`) and `turnComplete` with `usageMetadata`.
+
+The interruption rule, stated once: `interrupt()` cancels the task, waits until it has stopped,
+and only then sends `interrupted` (then `toolCallCancellation` for calls still owed, then
+`turnComplete`). Every send of a reply happens inside its task, so nothing of a reply can reach
+the client after its `interrupted`; the history keeps exactly what was sent (`finally` below).
+
+Touches: the wire, the conversation (reads it; appends the model's turn), the tool room, the
+LLM and TTS engines, the key's token budget. Failures end the session through `fail`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass, field
+
+
+from ..config import SpeechConfig
+from ..engines.llm.base import EngineError, Finished, LLMEngine, TextDelta
+from ..engines.search.base import SearchError, grounding_metadata
+from ..engines.tts.base import TTSError, TTSVoice
+from ..engines.tts.registry import VoiceRegistry
+from ..protocol import server_messages as sm
+from ..protocol.errors import ProtocolError, internal_error
+from .context import AUDIO_TOKENS_PER_SECOND, Conversation
+from .options import SessionOptions
+from .speech import OUTPUT_RATE, ClauseSegmenter, pcm_chunks, synthesize_24k
+from .tool_calls import Grounding, ToolCalls
+from .tools import Decision, RouterStream
+
+log = logging.getLogger(__name__)
+
+MAX_TOOL_ROUNDS = 5
+
+
+@dataclass
+class ReplyRecord:
+    """What one reply has put on the wire so far: the history keeps exactly this."""
+
+    sent: list[str] = field(default_factory=list)
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    cached_tokens: int = 0
+    counted: bool = False
+    audio_bytes: int = 0
+    first_audio_at: float = 0.0
+    decision: Decision | None = None  # what the last model turn decided (None: no tools declared)
+    grounding: Grounding = field(default_factory=Grounding)
+    tools_used: set[str] = field(default_factory=set)  # (tool, args) already carried out this turn
+
+    def add_usage(self, finished: Finished) -> None:
+        # Tool rounds re-read the conversation: the turn's prompt is its largest, outputs add up.
+        self.prompt_tokens = max(self.prompt_tokens, finished.prompt_tokens)
+        self.completion_tokens += finished.completion_tokens
+        self.cached_tokens = max(self.cached_tokens, finished.cached_tokens)
+        self.counted = True
+
+
+class Replies:
+    def __init__(self, *, llm: LLMEngine, send: sm.Send, options: SessionOptions, conversation: Conversation,
+                 tool_calls: ToolCalls, speech: SpeechConfig, voices: VoiceRegistry | None,
+                 fail: Callable[[ProtocolError], None],
+                 before_turn_complete: Callable[[], Awaitable[None]], name: str = "reply") -> None:
+        self.llm = llm
+        self._send = send
+        self.options = options
+        self.conversation = conversation
+        self.tool_calls = tool_calls
+        self.speech = speech
+        self.voices = voices
+        self.voice: TTSVoice | None = None  # set at session start for AUDIO sessions
+        self._fail = fail
+        self._before_turn_complete = before_turn_complete
+        self._name = name
+        self.task: asyncio.Task[None] | None = None
+
+    @property
+    def running(self) -> bool:
+        return self.task is not None and not self.task.done()
+
+    def start(self) -> asyncio.Task[None]:
+        self.conversation.start_turn()
+        self.task = asyncio.create_task(self._run(), name=self._name)
+        return self.task
+
+    async def finished(self) -> None:
+        """Wait for the reply in progress (if any) to end by itself (NO_INTERRUPTION)."""
+        while self.running:
+            assert self.task is not None
+            await asyncio.gather(self.task, return_exceptions=True)
+
+    async def interrupt(self) -> None:
+        """Stop the reply in progress; see the module docstring for why this order is the rule."""
+        task = self.task
+        if task is None or task.done():
+            return
+        self.task = None
+        pending = self.tool_calls.pending_ids()
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        # An interrupted turn has no generationComplete: interrupted, then turnComplete.
+        await self._send(sm.interrupted())
+        if pending:
+            await self._send(sm.tool_call_cancellation(pending))
+        await self._send(sm.turn_complete())
+
+    # ------------------------------------------------------------------ one reply
+
+    async def _run(self) -> None:
+        reply = ReplyRecord()
+        try:
+            await self.conversation.fit(self.llm)
+            allow_tools = True
+            for _ in range(MAX_TOOL_ROUNDS):
+                text = self._model_text(reply, allow_tools=allow_tools)
+                if self.voice is None:
+                    await self._reply_text(reply, text)
+                else:
+                    await self._reply_audio(reply, self.voice, text)
+                decision = reply.decision
+                if decision is None or decision.tool == "none":
+                    break
+                key = json.dumps([decision.tool, decision.args], sort_keys=True)
+                if key in reply.tools_used or self.tool_calls.recently_answered(decision):
+                    # Small models ask again for what they already have: make them answer instead.
+                    allow_tools = False
+                    continue
+                reply.tools_used.add(key)
+                # After starting a NON_BLOCKING call the model talks on, but does not call again.
+                allow_tools = await self.tool_calls.use(decision, reply.grounding)
+        except ProtocolError as exc:  # out of context window or out of token budget
+            self._fail(exc)
+            return
+        except (EngineError, TTSError, SearchError) as exc:
+            log.error("engine failed: %s", exc)
+            self._fail(internal_error())
+            return
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("reply failed")
+            self._fail(internal_error())
+            return
+        finally:
+            # History holds what the client actually received, whether the reply ended or was cut.
+            if reply.sent:
+                self.conversation.append("model", self._said(reply),
+                                         self._spoken_tokens(reply) if self.voice else None)
+        if reply.grounding.results:
+            found = reply.grounding
+            await self._send(sm.grounding(grounding_metadata(found.queries, found.results, self._said(reply))))
+        await self._send(sm.generation_complete())
+        # The handle for the state that includes this turn, before its turnComplete: a client
+        # reading turn by turn (the SDK's receive()) gets it within the turn.
+        await self._before_turn_complete()
+        usage = self._usage(reply)
+        if self.conversation.budget is not None and usage is not None:
+            await self.conversation.budget.spend(usage.response_tokens)
+        # The last await of a reply: once the client has turnComplete, nothing of this turn is left
+        # running for its next message to interrupt.
+        await self._send(sm.turn_complete(usage))
+
+    def _said(self, reply: ReplyRecord) -> str:
+        return " ".join(reply.sent) if self.voice else "".join(reply.sent)
+
+    @staticmethod
+    def _spoken_tokens(reply: ReplyRecord) -> int:
+        # The Live API counts speech at about 25 tokens a second.
+        return round(reply.audio_bytes / (2 * OUTPUT_RATE) * AUDIO_TOKENS_PER_SECOND)
+
+    async def _model_text(self, reply: ReplyRecord, *, allow_tools: bool) -> AsyncIterator[str]:
+        """The text of one model turn for the user, as it streams; a tool decision lands on `reply`."""
+        reply.decision = None
+        tools = self.conversation.tools
+        params = self.options.params
+        if not tools:
+            async for chunk in self.llm.stream(self.conversation.chat_request(params)):
+                if isinstance(chunk, TextDelta):
+                    yield chunk.text
+                elif isinstance(chunk, Finished):
+                    reply.add_usage(chunk)
+            return
+        router = RouterStream()
+        stream = self.llm.stream(self.conversation.chat_request(params, tools.schema(allow_tools=allow_tools)))
+        try:
+            async for chunk in stream:
+                if isinstance(chunk, TextDelta):
+                    text = router.push(chunk.text)
+                    if text:
+                        yield text
+                    if router.call_complete:
+                        break  # the call is written; its unused "reply" field would only cost time
+                elif isinstance(chunk, Finished):
+                    reply.add_usage(chunk)
+        finally:
+            await stream.aclose()  # closing the request is what stops the LLM server generating
+        reply.decision = router.decision()
+
+    async def _reply_text(self, reply: ReplyRecord, text: AsyncIterator[str]) -> None:
+        async for delta in text:
+            await self._send(sm.model_turn([sm.text_part(delta)]))
+            reply.sent.append(delta)
+
+    async def _reply_audio(self, reply: ReplyRecord, voice: TTSVoice, text: AsyncIterator[str]) -> None:
+        """Speak the reply as the LLM writes it: clause by clause, synthesis overlapping generation."""
+        # Unbounded on purpose: it holds short strings, at most one per clause of one reply.
+        clauses: asyncio.Queue[str | None] = asyncio.Queue()
+
+        async def write() -> None:
+            segmenter = ClauseSegmenter()
+            try:
+                async for delta in text:
+                    for clause in segmenter.push(delta):
+                        clauses.put_nowait(clause)
+                for clause in segmenter.flush():
+                    clauses.put_nowait(clause)
+            finally:
+                clauses.put_nowait(None)
+
+        writer = asyncio.create_task(write())
+        try:
+            loop = asyncio.get_running_loop()
+            chunk_s = self.speech.chunk_ms / 1000
+            assert self.voices is not None
+            while (clause := await clauses.get()) is not None:
+                pcm = await loop.run_in_executor(self.voices.executor, synthesize_24k, voice, clause,
+                                                 self.options.language)
+                if not pcm:
+                    continue
+                if self.options.output_transcription:
+                    await self._send(sm.output_transcription(clause if not reply.sent else " " + clause))
+                reply.sent.append(clause)
+                for piece in pcm_chunks(pcm, OUTPUT_RATE, chunk_s):
+                    await self._pace(reply)
+                    await self._send(sm.model_turn([sm.audio_part(piece, OUTPUT_RATE)]))
+                    reply.audio_bytes += len(piece)
+            await writer  # re-raises an engine failure
+        finally:
+            if not writer.done():
+                writer.cancel()
+            await asyncio.gather(writer, return_exceptions=True)
+
+    async def _pace(self, reply: ReplyRecord) -> None:
+        """Keep speech at most `max_lead_ms` ahead of a listener playing it as it arrives."""
+        now = time.monotonic()
+        if reply.audio_bytes == 0:
+            reply.first_audio_at = now
+        lead = self.speech.max_lead_ms / 1000
+        if lead <= 0:
+            return
+        ahead = reply.audio_bytes / (2 * OUTPUT_RATE) - (now - reply.first_audio_at)
+        if ahead > lead:
+            await asyncio.sleep(ahead - lead)
+
+    def _usage(self, reply: ReplyRecord) -> sm.Usage | None:
+        if not reply.counted:
+            return None
+        usage = sm.Usage(prompt_tokens=reply.prompt_tokens, response_tokens=reply.completion_tokens,
+                         cached_tokens=reply.cached_tokens)
+        if self.voice is not None:
+            usage.response_tokens = self._spoken_tokens(reply)
+            usage.response_modality = "AUDIO"
+        return usage

@@ -1,0 +1,170 @@
+"""The tool-call barrier: carrying out what the model decided, and matching the client's answers.
+
+Owns: blocking calls waiting for their `toolResponse` (generation pauses until every call of a
+`toolCall` is answered, matched by id), NON_BLOCKING calls still owed a result (they survive a
+resumption), which (function, args) were answered recently, and the code and search tools that
+run here. Touches: the wire (`toolCall`, `executableCode`, `codeExecutionResult`), the
+conversation history (calls and results are written there as text the model reads), the
+sandbox and the search provider. It never starts or stops a reply: the reply room calls `use`,
+and the session decides what a background result does (`on_response` returns those turns).
+
+Cancelling a blocked call is the reply's cancellation: the waiting task is cancelled, its
+futures are dropped here, and the reply room sends `toolCallCancellation` with `pending_ids()`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+import uuid
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from ..engines.search.base import SearchProvider, SearchResult
+from ..protocol import server_messages as sm
+from ..protocol.messages import FunctionResponse, ToolResponse
+from .context import Conversation
+from .tools import RUN_PYTHON, SEARCH, Decision
+
+if TYPE_CHECKING:
+    from ..engines.code.sandbox import Sandbox
+
+log = logging.getLogger(__name__)
+
+ANSWER_MEMORY_S = 120.0  # a function's answer counts as known this long; asking again after it is new
+
+
+@dataclass
+class Grounding:
+    """What search found during one reply, for its `groundingMetadata`."""
+
+    queries: list[str] = field(default_factory=list)
+    results: list[SearchResult] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class ResultTurn:
+    """A NON_BLOCKING result the model should speak about: a user turn, maybe interrupting first."""
+
+    text: str
+    interrupt: bool
+
+
+class ToolCalls:
+    def __init__(self, *, send: sm.Send, conversation: Conversation, sandbox: Sandbox | None = None,
+                 search: SearchProvider | None = None) -> None:
+        self._send = send
+        self.conversation = conversation
+        self.sandbox = sandbox
+        self.search = search
+        self._pending: dict[str, asyncio.Future[FunctionResponse]] = {}  # blocking calls awaiting an answer
+        self.background: dict[str, tuple[str, Any]] = {}  # NON_BLOCKING call id -> (name, args)
+        self._answered: dict[str, float] = {}  # (function, args) -> when its result arrived
+
+    def pending_ids(self) -> list[str]:
+        """Blocking calls the client still owes an answer (a cancelled reply cancels exactly these)."""
+        return list(self._pending)
+
+    # ------------------------------------------------------------------ carrying out a decision
+
+    async def use(self, decision: Decision, grounding: Grounding) -> bool:
+        """Carry out one tool decision and put its result in history; False: talk on without tools."""
+        tools = self.conversation.tools
+        if decision.tool == RUN_PYTHON and tools.code_execution:
+            await self._run_code(str(decision.args.get("code", "")))
+            return True
+        if decision.tool == SEARCH and tools.search:
+            await self._search(str(decision.args.get("query", "")), grounding)
+            return True
+        function = tools.functions.get(decision.tool)
+        if function is None:  # the grammar prevents this; a grammar-less engine might not
+            log.warning("model chose unknown tool %r", decision.tool)
+            return False
+        append = self.conversation.append
+        arg_sets = decision.args if isinstance(decision.args, list) else [decision.args]
+        calls = [{"id": f"function-call-{uuid.uuid4().hex[:12]}", "name": function.name, "args": args}
+                 for args in arg_sets if isinstance(args, dict)]
+        append("model", "[called " + "; ".join(f"{function.name}({json.dumps(c['args'])})" for c in calls) + "]")
+        if function.non_blocking:
+            self.background.update({c["id"]: (function.name, c["args"]) for c in calls})
+            await self._send(sm.tool_call(calls))
+            append("user", f"[{function.name} is running; its result will come later. Tell the user.]")
+            return False
+        loop = asyncio.get_running_loop()
+        waiters = {c["id"]: loop.create_future() for c in calls}
+        self._pending.update(waiters)
+        await self._send(sm.tool_call(calls))
+        try:
+            # Generation pauses until the client has answered every call, matched by id.
+            responses = [await waiters[c["id"]] for c in calls]
+        finally:
+            for call_id in waiters:
+                self._pending.pop(call_id, None)
+        for call, response in zip(calls, responses):
+            self._remember_answer(function.name, call["args"])
+            append("user", f"[result of {function.name}({json.dumps(call['args'])}): "
+                           f"{json.dumps(response.response)}]")
+        append("user", "Use these results to answer." if len(calls) > 1 else "Use this result to answer.")
+        return True
+
+    def _remember_answer(self, name: str, args: Any) -> None:
+        self._answered[json.dumps([name, args], sort_keys=True)] = time.monotonic()
+
+    def recently_answered(self, decision: Decision) -> bool:
+        """Whether every call in this decision got its answer within the last couple of minutes."""
+        arg_sets = decision.args if isinstance(decision.args, list) else [decision.args]
+        now = time.monotonic()
+        return all(now - self._answered.get(json.dumps([decision.tool, a], sort_keys=True), -1e9) < ANSWER_MEMORY_S
+                   for a in arg_sets)
+
+    async def _run_code(self, code: str) -> None:
+        await self._send(sm.model_turn([{"executableCode": {"language": "PYTHON", "code": code}}]))
+        if self.sandbox is None:
+            result_outcome, output = "OUTCOME_FAILED", "code execution is not available on this server"
+        else:
+            result = await self.sandbox.run(code)
+            result_outcome, output = result.outcome, result.output
+        await self._send(sm.model_turn([{"codeExecutionResult": {"outcome": result_outcome, "output": output}}]))
+        self.conversation.append("model", f"[ran Python]\n{code}")
+        advice = ("Use this output to answer." if result_outcome == "OUTCOME_OK" else
+                  "Fix the program: it must define everything it uses and print the answer. Run it again.")
+        self.conversation.append("user", f"[Python {result_outcome}; output:]\n{output[:4000]}\n{advice}")
+
+    async def _search(self, query: str, grounding: Grounding) -> None:
+        results = await self.search.search(query, limit=3) if self.search is not None else []
+        grounding.queries.append(query)
+        grounding.results.extend(results)
+        self.conversation.append("model", f"[searched: {query}]")
+        found = "\n".join(f"{i + 1}. {r.title}: {r.snippet}" for i, r in enumerate(results)) or "nothing found"
+        self.conversation.append("user", f"[search results]\n{found}\nAnswer from these results.")
+
+    # ------------------------------------------------------------------ the client's answers
+
+    def on_response(self, event: ToolResponse) -> list[ResultTurn]:
+        """Hand each answer to its waiting call; return the background results the model should speak of."""
+        turns: list[ResultTurn] = []
+        for response in event.function_responses:
+            waiter = self._pending.get(response.id or "")
+            if waiter is not None and not waiter.done():
+                waiter.set_result(response)
+            elif response.id in self.background:
+                name, args = self.background.pop(response.id)
+                self._remember_answer(name, args)
+                turn = self._background_result(name, response)
+                if turn is not None:
+                    turns.append(turn)
+            else:
+                # No in-band error exists in the Live API: say it in the log and carry on.
+                log.warning("toolResponse for unknown or finished call id %r (%s) ignored", response.id, response.name)
+        return turns
+
+    def _background_result(self, name: str, response: FunctionResponse) -> ResultTurn | None:
+        """A NON_BLOCKING call's result: its scheduling says whether and when the model speaks of it."""
+        scheduling = response.scheduling or "WHEN_IDLE"
+        result = f"[result of {name}: {json.dumps(response.response)}] Tell the user."
+        if scheduling == "SILENT":
+            self.conversation.append("user", result)
+            return None
+        return ResultTurn(result, interrupt=scheduling == "INTERRUPT")
