@@ -76,7 +76,9 @@ def summary_ms(values: list[float]) -> dict[str, float]:
 
 
 def machine() -> dict[str, object]:
-    return {"cpus": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version()}
+    """The machine, and how busy it was when the figures were taken (1-, 5- and 15-minute load)."""
+    return {"cpus": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version(),
+            "load_average": [round(x, 2) for x in os.getloadavg()]}
 
 
 def progress(line: str) -> None:

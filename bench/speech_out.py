@@ -1,6 +1,6 @@
 """Speech out: time from the end of a text turn to the first audio byte, and synthesis speed.
 
-Through a real `openlive serve` on its default embedded models (Qwen2.5-Coder-0.5B + the
+Through a real `openlive serve` on its default embedded models (Qwen2.5-Coder-1.5B + the
 default voice, Piper "joe"), with the google-genai SDK as the client, and for an eSpeak NG voice
 for comparison; then each voice engine's real-time factor measured directly, in the same run.
 
@@ -94,7 +94,7 @@ async def run(samples: int, data_dir: Path) -> dict:
     rtf = {"Puck (piper joe)": synthesis_rtf("Puck"), "Kore (espeak-ng)": synthesis_rtf("Kore")}
     return {
         "benchmark": "speech_out",
-        "models": "embedded defaults: qwen2.5-coder-0.5b (xllamacpp) + Piper joe / eSpeak NG",
+        "models": "embedded defaults: qwen2.5-coder-1.5b (xllamacpp) + Piper joe / eSpeak NG",
         "machine": machine(),
         "first_audio_after_text_turn": results,
         "synthesis": rtf,

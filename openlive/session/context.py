@@ -26,7 +26,7 @@ from typing import Any, Protocol
 from ..engines.llm.base import ChatMessage, ChatRequest, LLMEngine, SamplingParams, count_tokens
 from ..protocol.errors import ProtocolError, invalid_argument
 from ..protocol.messages import ContextWindowCompressionConfig, Tool
-from .languages import language_name
+from .languages import language_instruction
 from .tools import ToolSet
 
 log = logging.getLogger(__name__)
@@ -102,8 +102,9 @@ class TokenBudget(Protocol):
 
 class Conversation:
     def __init__(self, *, system_instruction: str, tools: list[Tool] | None, policy: ContextPolicy,
-                 modality: str, language: str | None, budget: TokenBudget | None = None) -> None:
+                 modality: str, language: str | None, budget: TokenBudget | None = None, guidance: str = "") -> None:
         self.system_instruction = system_instruction
+        self.guidance = guidance  # what the engine's model needs to be told first (see LLMEngine)
         self.tool_decls = tools
         self.tools = ToolSet.from_setup(tools)
         self.policy = policy
@@ -165,17 +166,19 @@ class Conversation:
     # ------------------------------------------------------------------ what the model reads
 
     def system_prompt(self) -> str:
-        parts = [self.system_instruction] if self.system_instruction else []
-        language = language_name(self.language)
-        if language:
-            parts.append(f"Always answer in {language}.")
+        # What never changes first (the engine's guidance, how to speak), so sessions share a
+        # prompt prefix the LLM server's cache already holds; the language last, where small
+        # models heed it ("answer in German" early on made one answer "Berlin" to anything).
+        parts = [text for text in (self.guidance, self.system_instruction) if text]
         if self.modality == "AUDIO":
-            parts.append("Your answers are spoken aloud: use short plain sentences, with no markdown, lists, "
-                         "code or emoji.")
-        system = "\n\n".join(parts)
+            parts.insert(1 if self.guidance else 0, "Your answers are spoken aloud: use short plain sentences, with "
+                                                    "no markdown, lists, code or emoji.")
         if self.tools:
-            system = f"{system}\n\n{self.tools.instructions()}".strip()
-        return system
+            parts.append(self.tools.instructions())
+        language = language_instruction(self.language)
+        if language:
+            parts.append(language)
+        return "\n\n".join(parts)
 
     def chat_request(self, params: SamplingParams, json_schema: dict[str, Any] | None = None) -> ChatRequest:
         messages: list[ChatMessage] = []

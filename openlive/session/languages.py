@@ -24,3 +24,23 @@ def canonical_language(code: str) -> str | None:
 def language_name(code: str | None) -> str | None:
     canonical = canonical_language(code) if code else None
     return LIVE_LANGUAGES.get(canonical) if canonical else None
+
+
+# Each language in its own name: small models follow "answer in German (Deutsch)" more reliably.
+NATIVE_NAMES: dict[str, str] = {
+    "Arabic": "العربية", "Bengali": "বাংলা", "Mandarin Chinese": "中文", "German": "Deutsch",
+    "Spanish": "español", "French": "français", "Gujarati": "ગુજરાતી", "Hindi": "हिन्दी",
+    "Indonesian": "Bahasa Indonesia", "Italian": "italiano", "Japanese": "日本語", "Kannada": "ಕನ್ನಡ",
+    "Korean": "한국어", "Malayalam": "മലയാളം", "Marathi": "मराठी", "Dutch": "Nederlands", "Polish": "polski",
+    "Portuguese": "português", "Russian": "русский", "Tamil": "தமிழ்", "Telugu": "తెలుగు", "Thai": "ไทย",
+    "Turkish": "Türkçe", "Vietnamese": "Tiếng Việt",
+}
+
+
+def language_instruction(code: str | None) -> str | None:
+    """What the LLM is told when the session asked for a language: "Always answer in German (Deutsch)."."""
+    name = language_name(code)
+    if name is None:
+        return None
+    native = NATIVE_NAMES.get(name)
+    return f"Always answer in {name} ({native})." if native else f"Always answer in {name}."

@@ -292,7 +292,7 @@ async def test_language_selects_a_voice_that_speaks_it_and_tells_the_llm():
     await settle(session)
     assert any_male.calls[0][1] == "de-DE"
     system = session.llm.requests[0].messages[0]
-    assert system.role == "system" and "Always answer in German." in system.content
+    assert system.role == "system" and system.content.endswith("Always answer in German (Deutsch).")
 
 
 async def test_interrupted_speech_stops_and_history_keeps_what_was_spoken():

