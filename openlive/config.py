@@ -71,7 +71,10 @@ class ConfigError(ValueError):
 class LLMConfig:
     name: str
     engine: str = "embedded"
-    model: str = "qwen2.5-coder-0.5b"
+    model: str = "qwen2.5-coder-1.5b"
+    # embedded: a smaller model of the same tokenizer family that drafts tokens for `model`
+    # (speculative decoding); "" for none.
+    draft_model: str = ""
     base_url: str | None = None
     api_key: str | None = None
     script: Path | None = None
@@ -136,6 +139,21 @@ class ASRConfig:
     language: str | None = None  # a fixed language; None: the session's languageCode, else detect
     cpu_threads: int = 2
     max_waiting: int = 16  # utterances queued across sessions before new ones wait
+
+
+@dataclass(frozen=True)
+class TurnConfig:
+    """End of turn: a semantic model decides whether a pause ends the user's turn.
+
+    Used when the client leaves `silenceDurationMs` unset (a client that sets it gets plain
+    silence of exactly that length, as Google documents)."""
+
+    engine: str = "smart-turn"  # smart-turn | silence (the VAD alone, 500 ms)
+    model: str = "smart-turn-v3.2"  # the packaged model, or a path to your own smart-turn .onnx
+    threshold: float = 0.5  # P(complete) at or above which a pause ends the turn
+    check_ms: int = 200  # quiet before the model is asked
+    max_wait_ms: int = 2500  # the longest pause an unfinished sentence gets
+    cpu_threads: int = 1
 
 
 @dataclass(frozen=True)
@@ -221,6 +239,7 @@ class Config:
     voices: dict[str, VoiceConfig] = field(default_factory=dict)
     speech: SpeechConfig = field(default_factory=SpeechConfig)
     asr: ASRConfig = field(default_factory=ASRConfig)
+    turn: TurnConfig = field(default_factory=TurnConfig)
     search: SearchConfig = field(default_factory=SearchConfig)
     code: CodeConfig = field(default_factory=CodeConfig)
     sessions: SessionsConfig = field(default_factory=SessionsConfig)
@@ -267,6 +286,10 @@ class Config:
                 raise ConfigError(f"[voices.{voice.name}] engine must be one of {', '.join(VOICE_ENGINE_KINDS)}")
             if voice.gender not in ("female", "male"):
                 raise ConfigError(f"[voices.{voice.name}] gender must be female or male")
+        if self.turn.engine not in ("smart-turn", "silence"):
+            raise ConfigError("[turn] engine must be smart-turn or silence")
+        if not 0.0 < self.turn.threshold < 1.0 or self.turn.check_ms < 32 or self.turn.max_wait_ms < self.turn.check_ms:
+            raise ConfigError("[turn] needs 0 < threshold < 1, check_ms >= 32 and max_wait_ms >= check_ms")
         if self.asr.engine not in ("embedded", "openai"):
             raise ConfigError("[asr] engine must be embedded or openai")
         if self.asr.engine == "openai" and not self.asr.base_url:
@@ -352,14 +375,14 @@ def load_config(path: Path | None = None, **overrides: Any) -> Config:
             data = tomllib.loads(Path(path).expanduser().read_text(encoding="utf-8"))
         except (OSError, tomllib.TOMLDecodeError) as exc:
             raise ConfigError(f"cannot read config {path}: {exc}") from exc
-    unknown = set(data) - {"server", "llm", "models", "voices", "speech", "asr", "search", "code", "sessions",
-                           "limits", "store"}
+    unknown = set(data) - {"server", "llm", "models", "voices", "speech", "asr", "turn", "search", "code",
+                           "sessions", "limits", "store"}
     if unknown:
         raise ConfigError(f"unknown section(s) in {path}: {', '.join(sorted(unknown))}")
     server = dict(data.get("server", {}))
     allowed_server = {f for f in Config.__dataclass_fields__
-                      if f not in ("llms", "models", "voices", "speech", "asr", "search", "code", "sessions", "limits",
-                                   "store")}
+                      if f not in ("llms", "models", "voices", "speech", "asr", "turn", "search", "code", "sessions",
+                                   "limits", "store")}
     unknown = set(server) - allowed_server
     if unknown:
         raise ConfigError(f"[server]: unknown setting(s) {', '.join(sorted(unknown))}")
@@ -375,6 +398,7 @@ def load_config(path: Path | None = None, **overrides: Any) -> Config:
               for name, table in data.get("voices", {}).items()}
     speech = _table(SpeechConfig, "speech", data.get("speech", {}))
     asr = _table(ASRConfig, "asr", data.get("asr", {}))
+    turn = _table(TurnConfig, "turn", data.get("turn", {}))
     search_table = dict(data.get("search", {}))
     if search_table.get("folder"):
         search_table["folder"] = Path(search_table["folder"]).expanduser()
@@ -386,7 +410,7 @@ def load_config(path: Path | None = None, **overrides: Any) -> Config:
     if store_table.get("path"):
         store_table["path"] = Path(store_table["path"]).expanduser()
     store = _table(StoreConfig, "store", store_table)
-    config = Config(**server, llms=llms, models=models, voices=voices, speech=speech, asr=asr, search=search,
+    config = Config(**server, llms=llms, models=models, voices=voices, speech=speech, asr=asr, turn=turn, search=search,
                     code=code, sessions=sessions, limits=limits, store=store)
 
     env_keys = tuple(k.strip() for k in os.environ.get("OPENLIVE_API_KEYS", "").split(",") if k.strip())

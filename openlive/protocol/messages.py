@@ -164,6 +164,9 @@ class RealtimeInputConfig(WireModel):
         ]
         | None
     ) = None
+    # Also accepted here (some clients put it beside the other activity settings); the SDK sends it
+    # as setup.explicitVadSignal.
+    explicit_vad_signal: bool | None = None
     interim_transcript_timestamp_enabled: bool | None = None
 
 

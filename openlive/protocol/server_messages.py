@@ -105,3 +105,14 @@ def session_resumption_update(handle: str | None, *, last_consumed: int | None =
 def go_away(time_left_s: float) -> dict[str, Any]:
     # A protobuf Duration: seconds with up to nine fractional digits and an "s".
     return {"goAway": {"timeLeft": f"{max(0.0, time_left_s):.3f}".rstrip("0").rstrip(".") + "s"}}
+
+
+def voice_activity(kind: str, audio_offset_s: float) -> dict[str, Any]:
+    """What the server's activity detection heard (ACTIVITY_START / ACTIVITY_END), at an offset into
+    the audio stream, as a protobuf Duration string; sent when the client set explicitVadSignal."""
+    return {"voiceActivity": {"type": kind, "audioOffset": f"{max(0.0, audio_offset_s):.3f}s"}}
+
+
+def vad_signal(kind: str) -> dict[str, Any]:
+    """The same moment as a VAD signal (VAD_SIGNAL_TYPE_SOS: start of speech, _EOS: end)."""
+    return {"voiceActivityDetectionSignal": {"vadSignalType": kind}}

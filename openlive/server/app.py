@@ -32,6 +32,7 @@ from ..protocol import encode_server_message, parse_client_frame
 from ..protocol import server_messages as sm
 from ..protocol.errors import CloseCode, ProtocolError, invalid_argument, model_not_found, unavailable
 from ..protocol.messages import Setup
+from ..session.end_of_turn import EndOfTurnPolicy
 from ..session.live_session import LiveSession, Persistence
 from ..session.resumption import Snapshot
 from ..session.user_audio import wav_to_pcm16k
@@ -117,6 +118,9 @@ class OpenLiveApp:
         self.config = config
         self.engines = engines or Engines(config)
         self.keys = KeyChecker(config.api_keys)
+        turn = config.turn
+        self._turn_policy = EndOfTurnPolicy(threshold=turn.threshold, check_ms=turn.check_ms,
+                                            max_wait_ms=turn.max_wait_ms)
         self.active_sessions = 0
         self.store: Store | None = None
         self.limits: KeyLimits | None = None
@@ -330,7 +334,8 @@ class OpenLiveApp:
                               voices=self.engines.voices, speech=self.config.speech, asr=self.engines.asr,
                               vad_factory=self.engines.vad_factory, search=self.engines.search,
                               sandbox=self.engines.sandbox, context_window=self.config.context_window(entry),
-                              persistence=persistence, budget=self.limits.budget(admission.owner), resumed=resumed)
+                              persistence=persistence, budget=self.limits.budget(admission.owner), resumed=resumed,
+                              turn_model=self.engines.turn_model, turn_policy=self._turn_policy)
         await session.start()
         return session
 

@@ -33,6 +33,8 @@ class ActivityParams:
     prefix_ms: int = 96
     silence_ms: int = 500
     pause_ms: int = 160
+    # The client set silenceDurationMs: exactly that silence ends a turn, no semantic model.
+    silence_given: bool = False
 
     @classmethod
     def from_setup(cls, aad: AutomaticActivityDetection | None) -> "ActivityParams":
@@ -47,6 +49,7 @@ class ActivityParams:
             prefix_ms=max(0, prefix),
             silence_ms=max(32, silence),
             pause_ms=min(160, max(32, silence // 3)),
+            silence_given=aad is not None and aad.silence_duration_ms is not None,
         )
 
 

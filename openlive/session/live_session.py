@@ -36,6 +36,7 @@ from ..protocol.errors import ProtocolError, invalid_argument
 from ..protocol.messages import ClientContent, ClientEvent, ContextUpdate, RealtimeInput, Setup, ToolResponse
 from .checkpoints import Checkpoints, Persistence, setup_json
 from .context import VIDEO_TOKENS_PER_FRAME, ContextPolicy, Conversation, TokenBudget
+from .end_of_turn import EndOfTurnPolicy, TurnModel
 from .options import SessionOptions
 from .reply import Replies
 from .resumption import Snapshot
@@ -71,6 +72,8 @@ class LiveSession:
         persistence: Persistence | None = None,
         budget: TokenBudget | None = None,
         resumed: Snapshot | None = None,
+        turn_model: TurnModel | None = None,
+        turn_policy: EndOfTurnPolicy | None = None,
     ) -> None:
         self.setup = setup
         self.llm = llm
@@ -81,7 +84,8 @@ class LiveSession:
         self.conversation = Conversation(
             system_instruction=setup.system_instruction.text() if setup.system_instruction else "",
             tools=setup.tools, policy=ContextPolicy.from_setup(setup.context_window_compression, context_window),
-            modality=self.options.modality, language=self.options.language, budget=budget)
+            modality=self.options.modality, language=self.options.language, budget=budget,
+            guidance=getattr(llm, "system_guidance", ""))
         self.tool_calls = ToolCalls(send=send, conversation=self.conversation, sandbox=sandbox, search=search)
         self.replies = Replies(llm=llm, send=send, options=self.options, conversation=self.conversation,
                                tool_calls=self.tool_calls, speech=speech or SpeechConfig(), voices=voices,
@@ -92,7 +96,7 @@ class LiveSession:
                                        stopped=lambda: self._closing or self.failure.done(),
                                        name=f"checkpoint-{self.session_id}")
         self.turns = TurnTaking(options=self.options, host=self, ledger=self.checkpoints, send=send, asr=asr,
-                                vad_factory=vad_factory)
+                                vad_factory=vad_factory, turn_model=turn_model, policy=turn_policy)
         self._user_turns: set[asyncio.Task[None]] = set()
         self._ignored: set[str] = set()
         self._closing = False
@@ -201,9 +205,9 @@ class LiveSession:
                 await self.replies.interrupt()
             self.spawn(self.take_user_turn(event.text))
         if event.audio_stream_end:
-            turns.audio_stream_end()
+            await turns.audio_stream_end()
         if event.activity_end is not None:
-            turns.activity_end()
+            await turns.activity_end()
 
     def _on_video_frame(self) -> None:
         self._ignore("video frames")  # no vision engine yet: frames are accepted, not seen

@@ -29,6 +29,7 @@ class SessionOptions:
     activity: ActivityParams | None = field(default_factory=ActivityParams)
     barge_in: bool = True  # START_OF_ACTIVITY_INTERRUPTS (the default) vs NO_INTERRUPTION
     include_all_input: bool = False  # TURN_INCLUDES_ALL_INPUT
+    vad_signals: bool = False  # explicitVadSignal: send voiceActivity / voiceActivityDetectionSignal
 
     @classmethod
     def from_setup(cls, setup: Setup) -> "SessionOptions":
@@ -73,4 +74,5 @@ class SessionOptions:
             activity=None if aad is not None and aad.disabled else ActivityParams.from_setup(aad),
             barge_in=not (realtime and realtime.activity_handling == "NO_INTERRUPTION"),
             include_all_input=bool(realtime and realtime.turn_coverage == "TURN_INCLUDES_ALL_INPUT"),
+            vad_signals=bool(setup.explicit_vad_signal or (realtime and realtime.explicit_vad_signal)),
         )

@@ -8,15 +8,20 @@ things a turn does beyond this room: barge-in, running a user turn, and failing.
 
 When the user stops talking (automatic mode):
 
-1. The detector sees `pause_ms` of quiet inside speech (`Activity.PAUSE`): recognition starts
-   on the utterance so far, speculatively, so the transcript is ready when the turn ends. If
-   speech comes back (`Activity.RESUME`) that transcript is stale and is dropped.
-2. At `silenceDurationMs` of quiet (`Activity.END`), or on `audioStreamEnd`, the turn ends:
-   its audio is taken out of `UserAudio` and becomes a user-turn task beside the reader, so
-   audio keeps flowing while it is recognized.
+1. The detector sees a short quiet inside speech (`Activity.PAUSE`): recognition starts on the
+   utterance so far, speculatively, so the transcript is ready when the turn ends; and, unless
+   the client set `silenceDurationMs`, the end-of-turn model is asked whether the utterance is
+   complete. If speech comes back (`Activity.RESUME`) both are stale and are dropped.
+2. The turn ends when the model says complete (`end_of_turn.py`: about 0.2 s after the user
+   stopped), or at the detector's `Activity.END` (`silenceDurationMs` of quiet, or the longest
+   wait the policy gives an unfinished sentence), or on `audioStreamEnd`. Its audio is taken out
+   of `UserAudio` and becomes a user-turn task beside the reader, so audio keeps flowing.
 3. The task waits for the speculative transcript (or recognizes now), sends
    `inputTranscription` if asked for, and hands the text to the session, which appends it to the
    conversation and starts the reply. An empty transcript (a cough, a breath) is no turn.
+
+With `explicitVadSignal`, `voiceActivity` and `voiceActivityDetectionSignal` tell the client
+where the start and the end of each activity fell in its audio stream.
 
 The detector's state table is in `activity.py`; the audio buffer in `user_audio.py`.
 """
@@ -35,6 +40,7 @@ from ..protocol.errors import ProtocolError, internal_error, invalid_argument
 from ..protocol.messages import RealtimeInput
 from .activity import Activity
 from .context import AUDIO_TOKENS_PER_SECOND
+from .end_of_turn import EndOfTurnPolicy, TurnModel
 from .options import SessionOptions
 from .user_audio import UserAudio, VoiceActivityModel
 
@@ -69,15 +75,22 @@ class AudioLedger(Protocol):
 
 class TurnTaking:
     def __init__(self, *, options: SessionOptions, host: TurnHost, ledger: AudioLedger, send: sm.Send,
-                 asr: Recognizer | None, vad_factory: Callable[[], VoiceActivityModel] | None) -> None:
+                 asr: Recognizer | None, vad_factory: Callable[[], VoiceActivityModel] | None,
+                 turn_model: TurnModel | None = None, policy: EndOfTurnPolicy | None = None) -> None:
         self.options = options
         self.host = host
         self.ledger = ledger
         self._send = send
         self.asr = asr
         self.vad_factory = vad_factory
+        activity = options.activity
+        # The semantic model decides only where the client left the silence to the server.
+        self.turn_model = turn_model if activity is not None and not activity.silence_given else None
+        self.policy = policy or EndOfTurnPolicy()
+        self.params = self.policy.activity_params(activity) if self.turn_model and activity else activity
         self.user_audio: UserAudio | None = None
         self._speculative: asyncio.Task[Transcript] | None = None  # recognition started in a pause
+        self._verdict: asyncio.Task[None] | None = None  # the end-of-turn model, asked in a pause
 
     @property
     def manual(self) -> bool:
@@ -97,15 +110,15 @@ class TurnTaking:
         await self.host.on_speech_start()
         (await self._audio_input()).start_capture()
 
-    def activity_end(self) -> None:
+    async def activity_end(self) -> None:
         """Manual mode: the client says the user stopped speaking."""
         if self.user_audio is not None and self.user_audio.capturing:
             self._end_turn()
 
-    def audio_stream_end(self) -> None:
+    async def audio_stream_end(self) -> None:
         """The client's microphone closed: a turn in progress ends now, without waiting for silence."""
         if self.user_audio is not None and self.user_audio.speaking:
-            self._end_turn()
+            self._end_turn(self.user_audio.heard_s)
 
     async def _audio_input(self) -> UserAudio:
         if self.user_audio is None:
@@ -117,7 +130,7 @@ class TurnTaking:
                     raise ProtocolError(1008, "Operation is not implemented, or supported, or enabled: "
                                               "automatic activity detection.")
                 vad = await asyncio.to_thread(self.vad_factory)  # loading the model takes ~40 ms
-            self.user_audio = UserAudio(vad, self.options.activity, include_all_input=self.options.include_all_input)
+            self.user_audio = UserAudio(vad, self.params, include_all_input=self.options.include_all_input)
         return self.user_audio
 
     async def audio(self, pcm: bytes, rate: int) -> None:
@@ -125,40 +138,77 @@ class TurnTaking:
         audio = await self._audio_input()
         activities = audio.feed(pcm, rate)
         self.ledger.heard_audio(len(pcm) / (2 * rate), in_utterance=audio.speaking)
-        for i, activity in enumerate(activities):
+        for i, (activity, offset) in enumerate(zip(activities, audio.event_offsets)):
             if activity is Activity.START:
+                await self._signal("ACTIVITY_START", "VAD_SIGNAL_TYPE_SOS", offset)
                 await self.host.on_speech_start()
             elif activity is Activity.PAUSE:
                 if Activity.END in activities[i + 1:]:
                     # The turn ends in this same message (a big chunk, or a replay): the utterance is
                     # already cut, so there is nothing to recognize early.
                     continue
-                # Recognize during the silence window, so the transcript is ready when the turn ends.
                 self._drop_speculation()
-                self._speculative = asyncio.create_task(self._recognize(audio.utterance()))
+                utterance = audio.utterance()
+                # Recognize during the silence window, so the transcript is ready when the turn ends.
+                self._speculative = asyncio.create_task(self._recognize(utterance))
+                if self.turn_model is not None:
+                    self._verdict = asyncio.create_task(self._ask_model(utterance))
             elif activity is Activity.RESUME:
                 self._drop_speculation()  # the user went on: that transcript is already stale
             elif activity is Activity.END:
-                self._end_turn()
+                self._end_turn(offset)
+
+    async def _ask_model(self, utterance: bytes) -> None:
+        """Ask the end-of-turn model about this pause; a complete utterance ends the turn now."""
+        assert self.turn_model is not None
+        try:
+            probability = await self.turn_model.probability(utterance)
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            # The detector still ends the turn at the longest wait: slower, never stuck.
+            log.exception("end-of-turn model failed")
+            return
+        complete = self.policy.complete(probability)
+        log.info("end of turn: P(complete) = %.2f after %.1f s of speech: %s", probability,
+                 len(utterance) / BYTES_PER_SECOND, "ends the turn" if complete else "waiting")
+        audio = self.user_audio
+        if complete and audio is not None and audio.speaking:
+            self._verdict = None  # this task is ending the turn: it must not cancel itself
+            self._end_turn(audio.heard_s)
 
     def _drop_speculation(self) -> None:
-        if self._speculative is not None:
-            self._speculative.cancel()
-            self._speculative = None
+        for task in (self._speculative, self._verdict):
+            if task is not None:
+                task.cancel()
+        self._speculative = self._verdict = None
 
-    def _end_turn(self) -> None:
+    def _end_turn(self, offset: float | None = None) -> None:
+        """The user's turn is over (at `offset` into the stream; None: the client said so, manually)."""
         assert self.user_audio is not None
+        if self._verdict is not None:
+            self._verdict.cancel()
+            self._verdict = None
         pcm = self.user_audio.finish_turn()
         # The utterance now lives in the user turn's task: until it is history, the session is busy.
         self.ledger.utterance_taken()
         speculative, self._speculative = self._speculative, None
-        self.host.spawn(self._user_turn(pcm, speculative))
+        self.host.spawn(self._user_turn(pcm, speculative, offset))
+
+    async def _signal(self, activity: str, vad_signal: str, offset: float) -> None:
+        if self.options.vad_signals:
+            await self._send(sm.voice_activity(activity, offset))
+            await self._send(sm.vad_signal(vad_signal))
 
     async def _recognize(self, pcm: bytes) -> Transcript:
         assert self.asr is not None
         return await self.asr.transcribe(pcm, self.options.language)
 
-    async def _user_turn(self, pcm: bytes, speculative: asyncio.Task[Transcript] | None) -> None:
+    async def _user_turn(self, pcm: bytes, speculative: asyncio.Task[Transcript] | None,
+                         end_offset: float | None) -> None:
+        if end_offset is not None:
+            # First, so the client hears of the end before the transcription and the reply.
+            await self._signal("ACTIVITY_END", "VAD_SIGNAL_TYPE_EOS", end_offset)
         try:
             transcript = await (speculative if speculative is not None else self._recognize(pcm))
         except asyncio.CancelledError:
@@ -177,7 +227,8 @@ class TurnTaking:
         await self.host.take_user_turn(text, tokens=round(len(pcm) / BYTES_PER_SECOND * AUDIO_TOKENS_PER_SECOND))
 
     async def aclose(self) -> None:
-        task, self._speculative = self._speculative, None
-        if task is not None:
+        tasks = [t for t in (self._speculative, self._verdict) if t is not None]
+        self._speculative = self._verdict = None
+        for task in tasks:
             task.cancel()
-            await asyncio.gather(task, return_exceptions=True)
+        await asyncio.gather(*tasks, return_exceptions=True)

@@ -74,6 +74,8 @@ class UserAudio:
         self._last_speech_end = 0  # where the last voiced frame ended in _audio
         self.capturing = False  # manual mode: between activityStart and activityEnd
         self._ended: bytes | None = None  # the utterance an END event closed, until finish_turn()
+        self.heard_s = 0.0  # audio framed for the VAD so far, in seconds: the stream's clock
+        self.event_offsets: list[float] = []  # where in the stream each event of the last feed() fell
 
     # ------------------------------------------------------------------ input
 
@@ -103,7 +105,9 @@ class UserAudio:
         whole = len(data) // step * step
         self._pending = data[whole:]
         floats = np.frombuffer(data, dtype=np.int16, count=whole // 2).astype(np.float32) / 32768.0
+        self.event_offsets = []
         for i in range(0, whole, step):
+            self.heard_s += self.vad.frame_ms / 1000
             self._append(data[i:i + step])
             probability = self.vad.probability(floats[i // 2:i // 2 + step // 2])
             event = self.detector.update(probability)
@@ -121,6 +125,7 @@ class UserAudio:
                 self._start = self._last_speech_end = 0
             if event is not None:
                 events.append(event)
+                self.event_offsets.append(self.heard_s)
         if not self.speaking:
             self._trim()
         return events

@@ -220,3 +220,97 @@ async def test_silence_duration_decides_when_the_turn_ends():
             await asyncio.sleep(0.015)  # let the recognizer answer as real time would
         ended[silence_ms] = chunks * 40
     assert ended[300] < 600 and ended[1000] >= 1000, ended
+
+
+class FakeTurnModel:
+    """An end-of-turn model that answers what it is told, remembering what it was asked about."""
+
+    def __init__(self, probability):
+        self.p, self.calls = probability, []
+
+    async def probability(self, pcm16):
+        self.calls.append(len(pcm16))
+        await asyncio.sleep(0.005)
+        return self.p
+
+
+async def semantic_session(model, realtime=None, setup_extra=None):
+    sent = []
+
+    async def send(m):
+        sent.append(m)
+
+    setup = frame({"setup": {"model": "m", "generationConfig": {"responseModalities": ["TEXT"]},
+                             "inputAudioTranscription": {}, **(setup_extra or {}),
+                             **({"realtimeInputConfig": realtime} if realtime else {})}})
+    session = LiveSession(setup, llm=ScriptedEngine("s"), send=send, asr=FakeASR(), vad_factory=EnergyVAD,
+                          turn_model=model)
+    await session.start()
+    return session, sent
+
+
+async def silence_until(session, sent, key, limit_ms):
+    """Stream silence in 40 ms chunks until `key` is sent; how much silence that took (ms)."""
+    chunks = 0
+    while not contents(sent, key) and chunks * 40 < limit_ms:
+        await stream(session, silence(0.04))
+        chunks += 1
+        await asyncio.sleep(0.015)
+    return chunks * 40
+
+
+async def test_a_complete_utterance_ends_the_turn_after_a_short_pause():
+    model = FakeTurnModel(0.9)
+    session, sent = await semantic_session(model)
+    await stream(session, tone(1.0))
+    waited = await silence_until(session, sent, "inputTranscription", 3000)
+    assert model.calls and model.calls[0] >= RATE * 2 * 0.9  # asked about the whole utterance
+    assert waited < 500, waited  # sooner than the plain 500 ms silence
+    await until(lambda: contents(sent, "turnComplete"))
+
+
+async def test_an_unfinished_thought_gets_a_longer_pause_and_stays_one_turn():
+    model = FakeTurnModel(0.1)
+    session, sent = await semantic_session(model)
+    await stream(session, tone(0.8))
+    await silence_until(session, sent, "inputTranscription", 700)  # a 700 ms pause mid-sentence
+    await stream(session, tone(0.8))
+    assert not contents(sent, "inputTranscription")  # the pause did not end the turn
+    waited = await silence_until(session, sent, "inputTranscription", 5000)
+    assert len(model.calls) == 2  # asked at each pause
+    assert 2000 <= waited < 3500, waited  # the policy's longest wait, then the turn ends anyway
+    await until(lambda: contents(sent, "turnComplete"))
+    assert len(contents(sent, "inputTranscription")) == 1
+    assert session.turns.asr.calls[-1] >= RATE * 2 * 2.2  # both halves and the pause were heard as one
+
+
+async def test_an_explicit_silence_duration_is_honoured_without_the_model():
+    model = FakeTurnModel(0.9)
+    session, sent = await semantic_session(model, {"automaticActivityDetection": {"silenceDurationMs": 800}})
+    await stream(session, tone(0.8))
+    waited = await silence_until(session, sent, "inputTranscription", 3000)
+    assert not model.calls
+    assert 800 <= waited < 1300, waited
+
+
+async def test_explicit_vad_signals_say_where_activity_started_and_ended():
+    session, sent = await semantic_session(FakeTurnModel(0.9), setup_extra={"explicitVadSignal": True})
+    await stream(session, silence(0.5) + tone(1.0))
+    await silence_until(session, sent, "inputTranscription", 3000)
+    activity = [m["voiceActivity"] for m in sent if "voiceActivity" in m]
+    signals = [m["voiceActivityDetectionSignal"]["vadSignalType"] for m in sent if "voiceActivityDetectionSignal" in m]
+    assert [a["type"] for a in activity] == ["ACTIVITY_START", "ACTIVITY_END"]
+    assert signals == ["VAD_SIGNAL_TYPE_SOS", "VAD_SIGNAL_TYPE_EOS"]
+    start, end = (float(a["audioOffset"].rstrip("s")) for a in activity)
+    assert 0.5 <= start <= 0.7 and 1.5 <= end <= 2.0, (start, end)
+    # The end comes before the transcription of the turn it ends.
+    order = [next(iter(m["serverContent"])) if "serverContent" in m else next(iter(m)) for m in sent]
+    end_at = max(i for i, m in enumerate(sent) if "voiceActivityDetectionSignal" in m)
+    assert end_at < order.index("inputTranscription")
+
+
+async def test_no_vad_signals_unless_asked():
+    session, sent = await semantic_session(FakeTurnModel(0.9))
+    await stream(session, tone(1.0))
+    await silence_until(session, sent, "inputTranscription", 3000)
+    assert not [m for m in sent if "voiceActivity" in m or "voiceActivityDetectionSignal" in m]
