@@ -1,9 +1,9 @@
 """Turning a stream of LLM text into speakable pieces, and speech into wire-sized chunks. No I/O.
 
 Speech starts from the first clause, not the whole reply: the segmenter cuts the first piece
-at the first comma-like pause once it has a few words (so the first sound comes early), and
-later pieces at sentence ends (so prosody stays natural), with a length cap so a run-on
-sentence never holds speech back for long.
+at the first comma-like pause once it has a few words, or after a handful of words when no
+pause comes (so the first sound comes early), and later pieces at sentence ends (so prosody
+stays natural), with a length cap so a run-on sentence never holds speech back for long.
 """
 
 from __future__ import annotations
@@ -22,6 +22,9 @@ _SENTENCE_END = re.compile(r"[.!?…。！？]+[\"')\]]*\s+|\n+")
 _CLAUSE_END = re.compile(r"[,;:—–]\s+")
 _MARKDOWN = re.compile(r"[*_#`~>|]+|\[(.*?)\]\(.*?\)")
 _SPACES = re.compile(r"\s+")
+# Words that lead into what follows: a piece of speech should not end on one.
+_LEADS_ON = frozenset("a an the of in on at to for from with by and or but that which who is are was were "
+                      "my your his her its our their this these those".split())
 
 
 def speakable(text: str) -> str:
@@ -31,8 +34,9 @@ def speakable(text: str) -> str:
 
 
 class ClauseSegmenter:
-    def __init__(self, first_min_words: int = 3, max_chars: int = 220) -> None:
+    def __init__(self, first_min_words: int = 3, first_max_words: int = 8, max_chars: int = 220) -> None:
         self.first_min_words = first_min_words
+        self.first_max_words = first_max_words
         self.max_chars = max_chars
         self._buffer = ""
         self._emitted = 0
@@ -68,6 +72,15 @@ class ClauseSegmenter:
             for clause in _CLAUSE_END.finditer(buffer, 0, limit):
                 if len(buffer[:clause.start()].split()) >= self.first_min_words:
                     return clause.end()
+            if not sentence:
+                # A long first sentence: speak its first words now, while the LLM writes the rest.
+                words = list(re.finditer(r"\S+\s+", buffer))
+                if len(words) >= self.first_max_words:
+                    cut = self.first_max_words
+                    # Not after "the", "of", "and": a pause there sounds broken.
+                    while cut > self.first_min_words and words[cut - 1].group().strip().lower() in _LEADS_ON:
+                        cut -= 1
+                    return words[cut - 1].end()
         if sentence:
             return sentence.end()
         if len(buffer) > self.max_chars:

@@ -40,3 +40,10 @@ def test_pcm_chunks_keep_samples_whole():
     chunks = pcm_chunks(pcm, 24000, 0.1)
     assert b"".join(chunks) == pcm and all(len(c) % 2 == 0 for c in chunks[:-1])
     assert len(chunks[0]) == 4800
+
+
+def test_a_long_first_sentence_starts_speaking_after_a_few_words():
+    pieces = feed("The history of the bicycle begins in the early nineteenth century in Germany. Then more.")
+    assert pieces[0] == "The history of the bicycle begins"  # not "... begins in the"
+    assert pieces[1] == "in the early nineteenth century in Germany."
+    assert feed("Paris is the capital of France.") == ["Paris is the capital of France."]  # short: whole
