@@ -91,8 +91,22 @@ def start_server(data_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> It
             wait_healthy(server)
         return server
 
+    start.started = started  # type: ignore[attr-defined]
     yield start
     for server in started:
+        server.stop()
+
+
+@pytest.fixture(autouse=True)
+def _stop_servers_of_this_test(start_server: Callable[..., ServerProcess]) -> Iterator[None]:
+    """Servers a test starts for itself end with it: each embedded one holds ~2 GB of models.
+
+    The shared ones (`embedded_server`, `scripted_server`) are session fixtures, set up before
+    this one, so they are already in the list when the test begins and are kept."""
+    started: list[ServerProcess] = start_server.started  # type: ignore[attr-defined]
+    before = len(started)
+    yield
+    for server in started[before:]:
         server.stop()
 
 

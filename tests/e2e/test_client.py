@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 from openlive.client import LiveError, LiveMessage, LiveModel, LiveSession, MemoryAudioDevice
-from tests.support.audio import read_wav_16k
+from tests.support.audio import FIRST_SENTENCE_TEXT, first_sentence_16k
 from tests.support.scripts import RECALL_NAME
 from tests.support.wer import wer
 
@@ -26,8 +26,8 @@ pytestmark = pytest.mark.e2e
 MODEL = "gemini-live-2.5-flash-preview"
 KEY = "client-key"
 DATA = Path(__file__).resolve().parents[1] / "data"
-UTTERANCE = read_wav_16k(DATA / "two_cities_16k.wav")
-UTTERANCE_TEXT = "It was the best of times, it was the worst of times, it was the age of wisdom"
+UTTERANCE = first_sentence_16k()  # real speech, one sentence: one turn
+UTTERANCE_TEXT = FIRST_SENTENCE_TEXT
 
 SCRIPT = "token_delay_ms = 5\n" + RECALL_NAME + r'''
 [[reply]]
@@ -118,7 +118,7 @@ async def test_an_audio_turn_is_transcribed_and_answered_in_speech(server):
         silence = b"\0\0" * 16000
         step = 3200  # 100 ms, sent at real-time pace like a microphone
         started = time.monotonic()
-        pcm = silence[:16000] + UTTERANCE + silence
+        pcm = silence[:16000] + UTTERANCE + silence * 3  # enough for the end-of-turn model's longest wait
         for i in range(0, len(pcm), step):
             await session.send_audio(pcm[i:i + step])
             await asyncio.sleep(max(0.0, started + (i + step) / 32000 - time.monotonic()))

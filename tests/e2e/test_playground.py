@@ -26,6 +26,7 @@ import numpy as np
 import pytest
 
 from tests.support.require import require
+from tests.support.audio import first_sentence_16k
 
 pytestmark = pytest.mark.e2e
 
@@ -84,16 +85,15 @@ script = "{script}"
 
 @pytest.fixture(scope="module")
 def mic_wav(tmp_path_factory) -> Path:
-    """What the fake microphone says: a little silence, the sentence, then silence to end the turn.
+    """What the fake microphone says: a little silence, a recorded sentence, then silence to end the turn.
 
     Chromium's fake device wants a WAV; it is written at 48 kHz, the rate capture usually runs at,
     so the page's own downsampler to 16 kHz is what gets tested.
     """
     import soxr
 
-    with wave.open(str(DATA / "two_cities_16k.wav")) as w:
-        speech = np.frombuffer(w.readframes(w.getnframes()), dtype=np.int16)
-        rate = w.getframerate()
+    speech = np.frombuffer(first_sentence_16k(), dtype=np.int16)  # real speech, one sentence: one turn
+    rate = 16000
     pcm = np.concatenate([np.zeros(rate // 2, np.int16), speech, np.zeros(rate * 8, np.int16)])
     pcm48 = soxr.resample(pcm.astype(np.float32) / 32768, rate, 48000)
     path = tmp_path_factory.mktemp("mic") / "two_cities_48k.wav"

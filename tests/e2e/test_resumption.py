@@ -231,7 +231,7 @@ async def test_transparent_mode_replays_what_was_not_consumed(scripted):
             await send(session, **what)
         for piece in pieces[len(pieces) * 3 // 4:]:
             await send(session, audio=piece)
-        await send(session, audio=b"\0" * 32000)  # the end of speech
+        await send(session, audio=b"\0" * 96000)  # the end of speech (3 s: the end-of-turn model's longest wait)
         heard, reply = [], []
         async for message in session.receive():
             sc = message.server_content

@@ -13,14 +13,19 @@ import pytest
 from google import genai
 from google.genai import errors, types
 
-from tests.support.audio import read_wav_16k
+from tests.support.audio import FIRST_SENTENCE_TEXT, first_sentence_16k
 from tests.support.wer import wer
 
 pytestmark = pytest.mark.e2e
 
 DATA = Path(__file__).resolve().parents[1] / "data"
-UTTERANCE = read_wav_16k(DATA / "two_cities_16k.wav")
-UTTERANCE_TEXT = "It was the best of times, it was the worst of times, it was the age of wisdom"
+UTTERANCE = first_sentence_16k()  # real speech, one sentence: one turn
+UTTERANCE_TEXT = FIRST_SENTENCE_TEXT
+
+
+# Silence that ends any turn: the end-of-turn model gives a sentence it thinks unfinished (this
+# recording stops mid-passage, and sounds it) up to 2.5 s before the turn ends anyway.
+END_S = 3.0
 
 
 def silence(seconds: float) -> bytes:
@@ -85,7 +90,7 @@ def connect(server, cfg, key="good-key"):
 async def test_spoken_question_is_transcribed_and_answered_in_speech(embedded_server, chunk_ms):
     async with connect(embedded_server, config(temperature=0, max_output_tokens=40), key="k") as session:
         heard = Collector(session)
-        await stream(session, silence(0.5) + UTTERANCE + silence(1.2), chunk_ms)
+        await stream(session, silence(0.5) + UTTERANCE + silence(END_S), chunk_ms)
         await heard.wait(has("turn_complete"))
         await heard.close()
     assert wer(UTTERANCE_TEXT, heard.input_text()) < 0.2, heard.input_text()
@@ -97,7 +102,7 @@ async def test_spoken_question_is_transcribed_and_answered_in_speech(embedded_se
 async def test_barge_in_stops_the_reply_and_no_interruption_lets_it_finish(scripted_server):
     async with connect(scripted_server, config()) as session:
         heard = Collector(session)
-        await stream(session, UTTERANCE + silence(0.8))
+        await stream(session, UTTERANCE + silence(END_S))
         await heard.wait(lambda m: bool(m.data))
         await stream(session, UTTERANCE[:16000 * 2 * 2])  # two seconds of talking over the reply
         interrupted_at, _ = await heard.wait(has("interrupted"), timeout=5)
@@ -116,7 +121,7 @@ async def test_barge_in_stops_the_reply_and_no_interruption_lets_it_finish(scrip
     async with connect(scripted_server, config(realtime_input_config=types.RealtimeInputConfig(
             activity_handling=types.ActivityHandling.NO_INTERRUPTION))) as session:
         heard = Collector(session)
-        await stream(session, UTTERANCE + silence(0.8))
+        await stream(session, UTTERANCE + silence(END_S))
         await heard.wait(lambda m: bool(m.data))
         await stream(session, UTTERANCE[:16000 * 2 * 2])
         await heard.wait(has("generation_complete"), timeout=40)
@@ -198,7 +203,7 @@ async def test_recognition_on_another_node_through_the_openai_audio_api(start_se
     node_b = start_server(scripted + f'[asr]\nengine = "openai"\nbase_url = "{node_a.base_url}/v1"\n')
     async with connect(node_b, config(), key="k") as session:
         heard = Collector(session)
-        await stream(session, UTTERANCE + silence(1.0))
+        await stream(session, UTTERANCE + silence(END_S))
         await heard.wait(has("turn_complete"))
         await heard.close()
     assert wer(UTTERANCE_TEXT, heard.input_text()) < 0.2, heard.input_text()
@@ -215,7 +220,7 @@ async def test_several_sessions_talking_at_once_are_all_heard(scripted_server):
         await asyncio.sleep(delay)
         async with connect(scripted_server, config()) as session:
             heard = Collector(session)
-            await stream(session, UTTERANCE + silence(1.0))
+            await stream(session, UTTERANCE + silence(END_S))
             await heard.wait(lambda m: bool(m.data), timeout=30)  # the reply has started speaking
             await heard.close()
         return heard.input_text(), any(m.data for _, m in heard.messages)

@@ -15,6 +15,7 @@ import pytest
 
 from openlive.server.tls import ensure_self_signed
 from tests.support.wer import wer
+from tests.support.audio import FIRST_SENTENCE_TEXT, first_sentence_16k, write_wav_16k
 
 from .conftest import ServerProcess
 
@@ -43,13 +44,13 @@ def talk(server: ServerProcess, *args: str, env: dict[str, str | None] | None = 
 def test_headless_wav_in_wav_out(server, tmp_path, data_dir, pace):
     reply = tmp_path / "reply.wav"
     env = {"SSL_CERT_FILE": None}  # trust comes from --data-dir: the server's own cert on a loopback address
-    result = talk(server, "--input", str(DATA / "two_cities_16k.wav"), "--output", str(reply), "--voice", "Kore",
+    question = write_wav_16k(tmp_path / "question.wav", first_sentence_16k())  # real speech, one sentence
+    result = talk(server, "--input", str(question), "--output", str(reply), "--voice", "Kore",
                   "--data-dir", str(data_dir), *(["--fast"] if pace == "fast" else []), env=env)
     assert result.returncode == 0, result.stderr + result.stdout
     you = re.search(r"^you: (.*)$", result.stdout, re.M)
     model = re.search(r"^model: (.*)$", result.stdout, re.M)
-    assert you and wer("it was the best of times it was the worst of times it was the age of wisdom",
-                       you.group(1)) < 0.2, result.stdout
+    assert you and wer(FIRST_SENTENCE_TEXT, you.group(1)) < 0.2, result.stdout
     assert model and model.group(1) == "You quoted Dickens. Well read!", result.stdout
     assert re.search(r"^latency: \d+ ms", result.stdout, re.M), result.stdout
     with wave.open(str(reply)) as wav:

@@ -172,7 +172,7 @@ async def test_a_spoken_question_calls_the_tool_and_the_answer_is_spoken(embedde
     config = types.LiveConnectConfig(response_modalities=["AUDIO"], temperature=0, output_audio_transcription={},
                                      tools=[types.Tool(function_declarations=[WEATHER])])
     async with client.aio.live.connect(model="gemini-live-2.5-flash-preview", config=config) as session:
-        sender = asyncio.create_task(_speak(session, question + b"\0\0" * 16000 * 2))
+        sender = asyncio.create_task(_speak(session, question + b"\0\0" * 16000 * 3))
         messages = await _collect(session)
         [call] = [c for m in messages if m.tool_call for c in m.tool_call.function_calls]
         assert call.args["location"].lower() == "paris"
