@@ -205,9 +205,9 @@ class LiveSession:
                 await self.replies.interrupt()
             self.spawn(self.take_user_turn(event.text))
         if event.audio_stream_end:
-            await turns.audio_stream_end()
+            turns.audio_stream_end()
         if event.activity_end is not None:
-            await turns.activity_end()
+            turns.activity_end()
 
     def _on_video_frame(self) -> None:
         self._ignore("video frames")  # no vision engine yet: frames are accepted, not seen

@@ -110,12 +110,12 @@ class TurnTaking:
         await self.host.on_speech_start()
         (await self._audio_input()).start_capture()
 
-    async def activity_end(self) -> None:
+    def activity_end(self) -> None:
         """Manual mode: the client says the user stopped speaking."""
         if self.user_audio is not None and self.user_audio.capturing:
             self._end_turn()
 
-    async def audio_stream_end(self) -> None:
+    def audio_stream_end(self) -> None:
         """The client's microphone closed: a turn in progress ends now, without waiting for silence."""
         if self.user_audio is not None and self.user_audio.speaking:
             self._end_turn(self.user_audio.heard_s)
