@@ -15,8 +15,19 @@ def bare_model_id(name: str) -> str:
     return _PREFIX.sub("", name.strip())
 
 
+# Google adds Live model names every few months ("gemini-3.8-live", "gemini-3.1-flash-live-preview",
+# "gemini-2.5-flash-native-audio-preview-12-2025"); frameworks default to the newest. Any Gemini
+# Live name is served by the default pipeline unless [models] names it, so a framework's default
+# model just works; other unknown names are still "not found".
+_GEMINI_LIVE = re.compile(r"^gemini-[\w.-]*(?:live|native-audio)[\w.-]*$", re.IGNORECASE)
+
+
 def resolve_model(config: Config, name: str) -> ModelEntry | None:
-    return config.models.get(bare_model_id(name))
+    bare = bare_model_id(name)
+    entry = config.models.get(bare)
+    if entry is None and _GEMINI_LIVE.match(bare) and "default" in config.used_llms:
+        entry = ModelEntry(bare)
+    return entry
 
 
 def _display_name(entry: ModelEntry) -> str:

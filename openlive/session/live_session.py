@@ -200,10 +200,12 @@ class LiveSession:
                 await turns.audio(blob.data, pcm_rate(blob.mime_type))
         if event.video is not None:
             self._on_video_frame()
-        if event.text is not None:
+        if event.text is not None and event.text.strip():
             if self.options.barge_in:
                 await self.replies.interrupt()
             self.spawn(self.take_user_turn(event.text))
+        # Whitespace alone is no user turn: Pipecat sends realtimeInput.text " " right after a
+        # clientContent turn to trigger the reply on 3.x models, which must not interrupt it.
         if event.audio_stream_end:
             turns.audio_stream_end()
         if event.activity_end is not None:

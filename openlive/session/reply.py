@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 
 
 from ..config import SpeechConfig
-from ..engines.llm.base import EngineError, Finished, LLMEngine, TextDelta
+from ..engines.llm.base import EngineError, Finished, LLMEngine, TextDelta, estimate_tokens
 from ..engines.search.base import SearchError, grounding_metadata
 from ..engines.tts.base import TTSError, TTSVoice
 from ..engines.tts.registry import VoiceRegistry
@@ -83,6 +83,7 @@ class Replies:
         self._before_turn_complete = before_turn_complete
         self._name = name
         self.task: asyncio.Task[None] | None = None
+        self._record: ReplyRecord | None = None  # what the running reply has sent (for its usage if cut)
 
     @property
     def running(self) -> bool:
@@ -106,18 +107,20 @@ class Replies:
             return
         self.task = None
         pending = self.tool_calls.pending_ids()
+        record = self._record
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)
-        # An interrupted turn has no generationComplete: interrupted, then turnComplete.
+        # An interrupted turn has no generationComplete: interrupted, then turnComplete, which
+        # carries usageMetadata like every turnComplete (frameworks count on it).
         await self._send(sm.interrupted())
         if pending:
             await self._send(sm.tool_call_cancellation(pending))
-        await self._send(sm.turn_complete())
+        await self._send(sm.turn_complete(self._cut_usage(record)))
 
     # ------------------------------------------------------------------ one reply
 
     async def _run(self) -> None:
-        reply = ReplyRecord()
+        reply = self._record = ReplyRecord()
         try:
             await self.conversation.fit(self.llm)
             allow_tools = True
@@ -163,8 +166,8 @@ class Replies:
         # The handle for the state that includes this turn, before its turnComplete: a client
         # reading turn by turn (the SDK's receive()) gets it within the turn.
         await self._before_turn_complete()
-        usage = self._usage(reply)
-        if self.conversation.budget is not None and usage is not None:
+        usage = self._usage(reply) or self._cut_usage(reply)
+        if self.conversation.budget is not None:
             await self.conversation.budget.spend(usage.response_tokens)
         # The last await of a reply: once the client has turnComplete, nothing of this turn is left
         # running for its next message to interrupt.
@@ -261,6 +264,17 @@ class Replies:
         ahead = reply.audio_bytes / (2 * OUTPUT_RATE) - (now - reply.first_audio_at)
         if ahead > lead:
             await asyncio.sleep(ahead - lead)
+
+    def _cut_usage(self, reply: ReplyRecord | None) -> sm.Usage:
+        """Usage of a reply cut short: what it read (as counted so far) and what it sent."""
+        usage = self._usage(reply) if reply is not None else None
+        if usage is None:  # the LLM had not finished a round: count the context and the text sent
+            said = self._said(reply) if reply is not None else ""
+            usage = sm.Usage(prompt_tokens=self.conversation.tokens, response_tokens=estimate_tokens(said))
+            if self.voice is not None and reply is not None:
+                usage.response_tokens = self._spoken_tokens(reply)
+                usage.response_modality = "AUDIO"
+        return usage
 
     def _usage(self, reply: ReplyRecord) -> sm.Usage | None:
         if not reply.counted:

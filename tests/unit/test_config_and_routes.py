@@ -110,3 +110,16 @@ def test_key_checker():
         checker.check(None)
     assert missing.value.close_code == 1008
     assert "k1" not in repr(checker.__dict__)  # only digests are kept
+
+
+@pytest.mark.parametrize("name", ["models/gemini-3.8-live", "gemini-3.8-live-extended-thinking",
+                                  "projects/p/locations/us/publishers/google/models/gemini-3.1-flash-live-preview",
+                                  "gemini-2.5-flash-native-audio-preview-12-2025"])
+def test_any_gemini_live_name_is_served_by_the_default_pipeline(name):
+    entry = resolve_model(load_config(), name)
+    assert entry is not None and entry.llm == "default" and entry.name == bare_model_id(name)
+
+
+@pytest.mark.parametrize("name", ["gpt-4o", "models/gemini-2.5-pro", "claude-live", "gemini-../live"])
+def test_other_unknown_names_are_still_not_found(name):
+    assert resolve_model(load_config(), name) is None

@@ -308,3 +308,28 @@ async def test_interrupted_speech_stops_and_history_keeps_what_was_spoken():
     spoken_before = session.llm.requests[-1].messages[-2]
     assert spoken_before.role == "assistant" and "Fourth" not in spoken_before.content
     assert spoken_before.content.startswith("You said:")
+
+
+async def test_whitespace_realtime_text_after_a_turn_does_not_interrupt_it():
+    # Pipecat, for 3.x models, sends realtimeInput.text " " right after its clientContent turn.
+    session, sent, _ = await open_session(engine=ScriptedEngine("slow", token_delay_ms=20))
+    await session.handle(user("one two three four five"))
+    await session.handle(ev({"realtimeInput": {"text": " "}}))
+    await settle(session)
+    assert "interrupted" not in kinds(sent)
+    assert text_of(sent) == "You said: one two three four five"
+    assert kinds(sent).count("turnComplete") == 1 and "usageMetadata" in sent[-1]
+
+
+async def test_every_turn_complete_carries_usage_metadata_even_after_an_interruption():
+    session, sent, _ = await open_session(engine=ScriptedEngine("slow", token_delay_ms=30))
+    await session.handle(user("one two three four five six seven eight nine ten"))
+    await asyncio.sleep(0.1)
+    await session.handle(user("stop"))
+    await settle(session)
+    completes = [m for m in sent if m.get("serverContent", {}).get("turnComplete")]
+    assert len(completes) == 2
+    for message in completes:
+        usage = message["usageMetadata"]
+        assert usage["promptTokenCount"] > 0 and usage["responseTokenCount"] > 0
+        assert usage["totalTokenCount"] == usage["promptTokenCount"] + usage["responseTokenCount"]
