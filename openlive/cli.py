@@ -17,7 +17,8 @@ def _add_config_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config", type=Path, help="TOML configuration file")
     parser.add_argument("--data-dir", type=Path, help="where models, certificates and state live (default ~/.openlive)")
     parser.add_argument("--llm-model", help="model of the default LLM engine: a packaged id "
-                        "(qwen2.5-coder-0.5b, smollm2-135m), a .gguf path, or hf:owner/repo/file.gguf")
+                        "(qwen2.5-coder-1.5b, the default; qwen2.5-coder-0.5b, smollm2-135m), a .gguf path, or "
+                        "hf:owner/repo/file.gguf")
     parser.add_argument("--log-level", default=None, help="DEBUG, INFO, WARNING, ERROR")
     parser.add_argument("--log-format", choices=["text", "json"], default=None)
 

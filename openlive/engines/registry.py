@@ -36,13 +36,7 @@ def prepare_model_files(config: Config, *, progress: bool = True) -> None:
                 resolve_model_file(llm.draft_model, config.data_dir, progress=progress)
     if config.asr.engine == "embedded":
         resolve_asr_model(config.asr.model, config.data_dir, progress=progress)
-    if config.turn.engine == "smart-turn":
-        try:
-            resolve_turn_model(config.turn.model, config.data_dir, progress=progress)
-        except ModelPreparationError as exc:
-            if config.turn.model != DEFAULT_TURN_MODEL_ID:
-                raise
-            log.warning("end-of-turn model unavailable, turns will end on silence alone: %s", exc)
+    turn_model_path(config.turn, config.data_dir, progress=progress)
 
 
 def build_llm(llm: LLMConfig, data_dir: Path) -> LLMEngine:
@@ -70,11 +64,12 @@ def build_asr(asr: ASRConfig, data_dir: Path) -> SharedASR | OpenAICompatASR:
     return SharedASR(model, max_waiting=asr.max_waiting)
 
 
-def build_turn_model(turn: TurnConfig, data_dir: Path) -> SharedTurnModel | None:
+def turn_model_path(turn: TurnConfig, data_dir: Path, *, progress: bool = True) -> Path | None:
+    """The end-of-turn model file, verified; None when the model is off or its package is missing."""
     if turn.engine != "smart-turn":
         return None
     try:
-        path = resolve_turn_model(turn.model, data_dir, progress=False)
+        return resolve_turn_model(turn.model, data_dir, progress=progress)
     except ModelPreparationError as exc:
         if turn.model != DEFAULT_TURN_MODEL_ID:
             raise  # the user asked for this model: say so, do not carry on without it
@@ -82,7 +77,11 @@ def build_turn_model(turn: TurnConfig, data_dir: Path) -> SharedTurnModel | None
         # `pip install openlive` does not bring: turns still end, on silence alone.
         log.warning("end-of-turn model unavailable, turns end on silence alone: %s", exc)
         return None
-    return SharedTurnModel(SmartTurn(path, cpu_threads=turn.cpu_threads))
+
+
+def build_turn_model(turn: TurnConfig, data_dir: Path) -> SharedTurnModel | None:
+    path = turn_model_path(turn, data_dir, progress=False)
+    return SharedTurnModel(SmartTurn(path, cpu_threads=turn.cpu_threads)) if path is not None else None
 
 
 async def build_search(search: SearchConfig) -> SearchProvider | None:
