@@ -44,11 +44,14 @@ def start_openlive(data_dir: Path, config: Path | None = None, *extra: str) -> t
 
     cert, _ = ensure_self_signed(data_dir / "tls")
     port = free_port()
+    # OPENLIVE_BENCH_SERVER_LOG=FILE keeps the server's INFO log (its end-of-turn verdicts, for one).
+    log_file = os.environ.get("OPENLIVE_BENCH_SERVER_LOG")
     cmd = [sys.executable, "-m", "openlive", "serve", "--data-dir", str(data_dir), "--port", str(port),
-           "--log-level", "WARNING", *extra]
+           "--log-level", "INFO" if log_file else "WARNING", *extra]
     if config is not None:
         cmd += ["--config", str(config)]
-    process = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    sink = open(log_file, "ab") if log_file else subprocess.DEVNULL  # noqa: SIM115 (the server keeps it)
+    process = subprocess.Popen(cmd, stdout=sink, stderr=sink)
     base = f"https://127.0.0.1:{port}"
     wait_http(f"{base}/healthz", process, verify=ssl.create_default_context(cafile=str(cert)))
     os.environ["SSL_CERT_FILE"] = str(cert)  # the SDK trusts the server as users are told to

@@ -419,6 +419,14 @@ COMPLETE = [
     "How far is it from London to Edinburgh by train?",
     "What should I pack for a weekend of hiking?",
     "Why do cats purr when they are happy?",
+    "Set an alarm for half past six.",
+    "Is the museum open on Mondays?",
+    "How do I say thank you in Japanese?",
+    "Play some relaxing music.",
+    "What's the difference between a virus and a bacterium?",
+    "Where can I park near the station?",
+    "Convert fifty miles to kilometres.",
+    "Who wrote Pride and Prejudice?",
 ]
 
 PAUSED = [
@@ -434,6 +442,14 @@ PAUSED = [
     ("Tell me the story of", "how the Eiffel Tower was built."),
     ("I think the best way to learn a language is", "to speak it every day."),
     ("Before we start", "could you tell me what day it is today?"),
+    ("How much does it cost to", "rent a car for a week in Portugal?"),
+    ("Send a message to", "my brother saying I will be late."),
+    ("What would happen if", "the moon suddenly disappeared?"),
+    ("I am looking for a restaurant that", "serves vegan food near the harbour."),
+    ("The thing that worries me most about", "the trip is the weather."),
+    ("Can you add", "milk and eggs to my shopping list?"),
+    ("Do you know whether the", "library has any books about sailing?"),
+    ("My daughter asked me why", "leaves change colour in autumn."),
 ]
 
 
@@ -625,7 +641,8 @@ EOT_CONFIGS: dict[str, dict[str, Any] | None] = {
 }
 
 
-async def eot_part(data_dir: Path, config: Path | None, limit: int | None, timeout: float) -> dict[str, Any]:
+async def eot_part(data_dir: Path, config: Path | None, limit: int | None, timeout: float,
+                   configurations: Sequence[str] = tuple(EOT_CONFIGS)) -> dict[str, Any]:
     utterances = eot_utterances(limit)
     result: dict[str, Any] = {"machine": machine(), "model": "the server's default",
                               "voices": sorted({u.voice for u in utterances}), "pauses_ms": list(PAUSES_MS),
@@ -634,7 +651,8 @@ async def eot_part(data_dir: Path, config: Path | None, limit: int | None, timeo
     try:
         process, base = start_openlive(data_dir, config)
         await eot_session(base, utterances[0], None, timeout)  # warm-up: VAD, recognizer, LLM, voice
-        for name, realtime in EOT_CONFIGS.items():
+        for name in configurations:
+            realtime = EOT_CONFIGS[name]
             start_load = load()
             rows = []
             for i, utterance in enumerate(utterances):
@@ -808,13 +826,13 @@ async def v2v_part(models: list[str], data_dir: Path, config: Path | None, limit
 # ---------------------------------------------------------------------------------------------
 
 async def run(models: list[str], parts: list[str], limit: int | None, data_dir: Path, config: Path | None,
-              timeout: float) -> dict[str, Any]:
+              timeout: float, eot_configurations: Sequence[str] = tuple(EOT_CONFIGS)) -> dict[str, Any]:
     result: dict[str, Any] = {"benchmark": "conversation", "machine": machine(), "models": models, "parts": parts,
                               "limit": limit, "targets": TARGETS}
     if "knowledge" in parts:
         result["knowledge"] = await knowledge_part(models, data_dir, config, limit, timeout)
     if "eot" in parts:
-        result["eot"] = await eot_part(data_dir, config, limit, timeout)
+        result["eot"] = await eot_part(data_dir, config, limit, timeout, eot_configurations)
     if "v2v" in parts:
         result["v2v"] = await v2v_part(models, data_dir, config, limit, timeout)
     return result
@@ -832,13 +850,18 @@ def main() -> None:
     parser.add_argument("--data-dir", type=Path, default=Path("~/.openlive"))
     parser.add_argument("--config", type=Path, default=None, help="server TOML passed to every server")
     parser.add_argument("--timeout", type=float, default=120.0, help="seconds one turn may take")
+    parser.add_argument("--eot-configs", type=csv, default=list(EOT_CONFIGS),
+                        help=f"comma-separated end-of-turn configurations: {','.join(EOT_CONFIGS)}")
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args()
     unknown = [p for p in args.parts if p not in PARTS]
     if unknown:
         parser.error(f"unknown part(s) {unknown}; choose from {','.join(PARTS)}")
+    if not set(args.eot_configs) <= set(EOT_CONFIGS):
+        parser.error(f"unknown --eot-configs; choose from {','.join(EOT_CONFIGS)}")
     result = asyncio.run(run(args.models, args.parts, args.limit, args.data_dir.expanduser(),
-                             args.config.expanduser() if args.config else None, args.timeout))
+                             args.config.expanduser() if args.config else None, args.timeout,
+                             args.eot_configs))
     write_result("conversation", result, args.out)
     sys.exit(0)
 

@@ -143,15 +143,22 @@ class ASRConfig:
 
 @dataclass(frozen=True)
 class TurnConfig:
-    """End of turn: a semantic model decides whether a pause ends the user's turn.
+    """End of turn: semantic models decide whether a pause ends the user's turn.
 
     Used when the client leaves `silenceDurationMs` unset (a client that sets it gets plain
-    silence of exactly that length, as Google documents)."""
+    silence of exactly that length, as Google documents). Two models vote: smart-turn on the
+    audio, a small LLM on the transcript (session/end_of_turn.py says how their votes combine)."""
 
-    engine: str = "smart-turn"  # smart-turn | silence (the VAD alone, 500 ms)
+    engine: str = "smart-turn"  # smart-turn | silence (the VAD alone, 500 ms; no model at all)
     model: str = "smart-turn-v3.2"  # the packaged model, or a path to your own smart-turn .onnx
-    threshold: float = 0.5  # P(complete) at or above which a pause ends the turn
-    check_ms: int = 200  # quiet before the model is asked
+    threshold: float = 0.5  # smart-turn's P(complete) at or above which it votes "complete"
+    # The text model: a packaged LLM id, a .gguf path or hf:owner/repo/file.gguf; "" for none.
+    text_model: str = "qwen2.5-coder-0.5b"
+    text_threshold: float = 0.02  # its P(message ends here) at or above which it votes "complete"
+    text_threads: int = 2
+    check_ms: int = 100  # quiet before the models are asked (their work overlaps the quiet that follows)
+    quick_quiet_ms: int = 200  # the quiet that ends a turn both models call complete
+    unsure_quiet_ms: int = 1200  # the quiet that ends a turn when the models disagree
     max_wait_ms: int = 2500  # the longest pause an unfinished sentence gets
     cpu_threads: int = 1
 
@@ -288,8 +295,12 @@ class Config:
                 raise ConfigError(f"[voices.{voice.name}] gender must be female or male")
         if self.turn.engine not in ("smart-turn", "silence"):
             raise ConfigError("[turn] engine must be smart-turn or silence")
-        if not 0.0 < self.turn.threshold < 1.0 or self.turn.check_ms < 32 or self.turn.max_wait_ms < self.turn.check_ms:
-            raise ConfigError("[turn] needs 0 < threshold < 1, check_ms >= 32 and max_wait_ms >= check_ms")
+        turn = self.turn
+        if (not 0.0 < turn.threshold < 1.0 or not 0.0 < turn.text_threshold < 1.0 or turn.check_ms < 32
+                or not turn.check_ms <= turn.quick_quiet_ms <= turn.unsure_quiet_ms <= turn.max_wait_ms
+                or turn.text_threads < 1):
+            raise ConfigError("[turn] needs 0 < threshold, text_threshold < 1, check_ms >= 32, check_ms <= "
+                              "quick_quiet_ms <= unsure_quiet_ms <= max_wait_ms and text_threads >= 1")
         if self.asr.engine not in ("embedded", "openai"):
             raise ConfigError("[asr] engine must be embedded or openai")
         if self.asr.engine == "openai" and not self.asr.base_url:

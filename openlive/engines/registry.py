@@ -20,6 +20,7 @@ from .asr.whisper import WhisperASR, resolve_asr_model
 from .tts.registry import VoiceRegistry
 from .turn.service import SharedTurnModel
 from .turn.smart_turn import DEFAULT_TURN_MODEL_ID, SmartTurn, resolve_turn_model
+from .turn.text_completion import TextTurnModel
 from .weights import ModelPreparationError
 from .vad.silero import SileroVAD
 
@@ -37,6 +38,7 @@ def prepare_model_files(config: Config, *, progress: bool = True) -> None:
     if config.asr.engine == "embedded":
         resolve_asr_model(config.asr.model, config.data_dir, progress=progress)
     turn_model_path(config.turn, config.data_dir, progress=progress)
+    text_turn_model_path(config.turn, config.data_dir, progress=progress)
 
 
 def build_llm(llm: LLMConfig, data_dir: Path) -> LLMEngine:
@@ -79,6 +81,22 @@ def turn_model_path(turn: TurnConfig, data_dir: Path, *, progress: bool = True) 
         return None
 
 
+def text_turn_model_path(turn: TurnConfig, data_dir: Path, *, progress: bool = True) -> Path | None:
+    """The end-of-turn text model's GGUF file; None when it is off."""
+    if turn.engine != "smart-turn" or not turn.text_model:
+        return None
+    return resolve_model_file(turn.text_model, data_dir, progress=progress)
+
+
+async def build_text_turn_model(turn: TurnConfig, data_dir: Path) -> TextTurnModel | None:
+    path = await asyncio.to_thread(text_turn_model_path, turn, data_dir, progress=False)
+    if path is None:
+        return None
+    model = TextTurnModel(path, n_threads=turn.text_threads)
+    await model.start()
+    return model
+
+
 def build_turn_model(turn: TurnConfig, data_dir: Path) -> SharedTurnModel | None:
     path = turn_model_path(turn, data_dir, progress=False)
     return SharedTurnModel(SmartTurn(path, cpu_threads=turn.cpu_threads)) if path is not None else None
@@ -107,6 +125,7 @@ class Engines:
         self.asr: SharedASR | OpenAICompatASR | None = None
         self.vad_factory = SileroVAD
         self.turn_model: SharedTurnModel | None = None
+        self.text_turn_model: TextTurnModel | None = None
         self.search: SearchProvider | None = None
         self.sandbox = Sandbox(SandboxLimits(**vars(config.code)))
         self.ready = asyncio.Event()
@@ -129,7 +148,10 @@ class Engines:
             self.asr = asr
             log.info("speech recognition ready: %s", self.config.asr.base_url or self.config.asr.model)
             self.turn_model = await asyncio.to_thread(build_turn_model, self.config.turn, self.config.data_dir)
-            log.info("end of turn: %s", self.config.turn.model if self.turn_model else "silence")
+            self.text_turn_model = await build_text_turn_model(self.config.turn, self.config.data_dir)
+            log.info("end of turn: %s", " + ".join(
+                name for name, on in ((self.config.turn.model, self.turn_model),
+                                      (self.config.turn.text_model, self.text_turn_model)) if on) or "silence")
             self.search = await build_search(self.config.search)
             ok, why = await asyncio.to_thread(self.sandbox.available)
             log.info("code execution %s", "ready (bubblewrap sandbox)" if ok else f"unavailable: {why}")
@@ -166,3 +188,6 @@ class Engines:
         if self.turn_model is not None:
             self.turn_model.close()
             self.turn_model = None
+        if self.text_turn_model is not None:
+            await self.text_turn_model.aclose()
+            self.text_turn_model = None

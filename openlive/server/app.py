@@ -119,7 +119,9 @@ class OpenLiveApp:
         self.engines = engines or Engines(config)
         self.keys = KeyChecker(config.api_keys)
         turn = config.turn
-        self._turn_policy = EndOfTurnPolicy(threshold=turn.threshold, check_ms=turn.check_ms,
+        self._turn_policy = EndOfTurnPolicy(threshold=turn.threshold, text_threshold=turn.text_threshold,
+                                            check_ms=turn.check_ms, quick_quiet_ms=turn.quick_quiet_ms,
+                                            unsure_quiet_ms=turn.unsure_quiet_ms,
                                             max_wait_ms=turn.max_wait_ms)
         self.active_sessions = 0
         self.store: Store | None = None
@@ -335,7 +337,8 @@ class OpenLiveApp:
                               vad_factory=self.engines.vad_factory, search=self.engines.search,
                               sandbox=self.engines.sandbox, context_window=self.config.context_window(entry),
                               persistence=persistence, budget=self.limits.budget(admission.owner), resumed=resumed,
-                              turn_model=self.engines.turn_model, turn_policy=self._turn_policy)
+                              turn_model=self.engines.turn_model, text_turn_model=self.engines.text_turn_model,
+                              turn_policy=self._turn_policy)
         await session.start()
         return session
 

@@ -1,14 +1,29 @@
-"""End of turn: whether a pause means the user is done, from a model's P(turn complete). No I/O.
+"""End of turn: whether a pause means the user is done, from two models' P(turn complete). No I/O.
 
 The voice activity detector (`activity.py`) hears silence; it cannot tell "I would like to
-know … the weather in Madrid" from "What is the weather in Madrid?". A semantic model (smart-turn,
-`engines/turn/`) reads the audio of the utterance so far and says how likely it is complete. The
-policy here is separate from the model, as in LiveKit's turn detector: the model estimates, the
-policy decides how long to wait.
+know … the weather in Madrid" from "What is the weather in Madrid?". Two models estimate how
+likely the utterance is complete, each from what it can perceive (`engines/turn/`): smart-turn
+hears the audio (intonation, the shape of the last words), a small language model reads the
+transcript recognized in the pause (whether the words make a finished message). The policy here
+is separate from the models, as in LiveKit's turn detector: the models estimate, the policy
+decides how long to wait.
 
-    speaking ──(quiet check_ms)──► ask the model once ──► P ≥ threshold: the turn ends now
-        ▲                                 │               P < threshold: wait, up to max_wait_ms
-        └──────── speech again ◄──────────┘               (the detector's own END at that silence)
+    speaking ──(quiet check_ms)──► ask both models ──► both say complete: ends at quick_quiet_ms
+        ▲                                │            one says complete: wait until unsure_quiet_ms
+        └──────── speech again ◄─────────┘            neither: wait until max_wait_ms (the
+                                                      detector's own END at that silence)
+
+Each model alone misleads: synthetic or read speech falls in pitch at every pause, so smart-turn
+calls fragments complete; a terse but finished "Madrid" reads as a fragment. Both agreeing is
+the fast path; disagreement costs about a second, never a cut-off sentence. A model that is off,
+failed, or has nothing to read (an empty transcript) abstains. Words the recognizer was unsure
+of (a low mean log-probability: mumbled, noisy, or cut mid-word) are no evidence that the
+thought is finished: the text model's vote then counts as "not complete".
+
+The models are asked early (check_ms, 100 ms of quiet), so that their ~0.1-0.3 s of work overlaps
+the quiet the fast path needs anyway (quick_quiet_ms, 200 ms). The audio model is shown the
+quiet it would have heard by then (`with_quiet`): it was trained on utterances that end with
+about 0.2 s of silence, and scores finished sentences lower when shown less.
 
 A client that sets `silenceDurationMs` gets exactly that silence and no model, as Google
 documents; so does a server whose configuration switches the model off.
@@ -28,17 +43,56 @@ class TurnModel(Protocol):
     async def probability(self, pcm16: bytes) -> float: ...
 
 
+class TextTurnModel(Protocol):
+    """Estimates P(the user's message ends here) from its transcript so far; None: nothing to read."""
+
+    async def probability(self, transcript: str) -> float | None: ...
+
+
 @dataclass(frozen=True)
 class EndOfTurnPolicy:
-    threshold: float = 0.5  # P(complete) at or above which a pause ends the turn
-    # Quiet before the model is asked: the model was trained on utterances that end with about
-    # 0.2 s of silence, and scores fragments as complete when given much more.
-    check_ms: int = 200
+    threshold: float = 0.5  # the audio model's P(complete) at or above which it votes "complete"
+    # The text model's P(message ends here) at or above which it votes "complete". Finished
+    # requests score 0.03-0.96, fragments 0.00-0.01 (engines/turn/text_completion.py).
+    text_threshold: float = 0.02
+    check_ms: int = 100  # quiet before the models are asked
+    # The quiet that ends a turn both models call complete. The audio model was trained on
+    # utterances that end with about 0.2 s of silence, and scores fragments as complete when
+    # given much more.
+    quick_quiet_ms: int = 200
+    # Below this mean log-probability per token, the recognizer guessed at the words.
+    min_transcript_logprob: float = -0.6
+    unsure_quiet_ms: int = 1200  # the quiet that ends a turn when the models disagree
     max_wait_ms: int = 2500  # the longest pause an unfinished thought gets before the turn ends anyway
+
+    def quiet_needed_ms(self, audio: float | None, text: float | None,
+                        transcript_logprob: float | None = None) -> int | None:
+        """How much quiet ends the turn, given each model's estimate (None: it abstains).
+
+        None means no model has an opinion: the detector's END at `max_wait_ms` decides."""
+        votes = [p >= limit for p, limit in ((audio, self.threshold), (text, self.text_threshold)) if p is not None]
+        if text is not None and transcript_logprob is not None and transcript_logprob < self.min_transcript_logprob:
+            votes[-1] = False  # unsure words prove nothing about the sentence being finished
+        if not votes:
+            return None
+        if all(votes):
+            return max(self.check_ms, self.quick_quiet_ms)
+        if any(votes):
+            return self.unsure_quiet_ms
+        return self.max_wait_ms
+
+    def with_quiet(self, utterance: bytes, bytes_per_ms: int = 32) -> bytes:
+        """The utterance (ending in check_ms of quiet) as it will sound after quick_quiet_ms of quiet.
+
+        The extra quiet repeats the utterance's own last quiet, so the room's noise stays the same."""
+        have, want = self.check_ms * bytes_per_ms, self.quick_quiet_ms * bytes_per_ms
+        tail = utterance[-have:] if have and len(utterance) >= have else b""
+        if not tail or want <= have:
+            return utterance
+        extra = (tail * (want // have + 1))[: want - have]
+        return utterance + extra
 
     def activity_params(self, params: ActivityParams) -> ActivityParams:
         """The detector's settings under this policy: it ends the turn itself only at the longest wait."""
         return replace(params, silence_ms=max(self.max_wait_ms, self.check_ms), pause_ms=self.check_ms)
 
-    def complete(self, probability: float) -> bool:
-        return probability >= self.threshold

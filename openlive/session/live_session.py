@@ -36,7 +36,7 @@ from ..protocol.errors import ProtocolError, invalid_argument
 from ..protocol.messages import ClientContent, ClientEvent, ContextUpdate, RealtimeInput, Setup, ToolResponse
 from .checkpoints import Checkpoints, Persistence, setup_json
 from .context import VIDEO_TOKENS_PER_FRAME, ContextPolicy, Conversation, TokenBudget
-from .end_of_turn import EndOfTurnPolicy, TurnModel
+from .end_of_turn import EndOfTurnPolicy, TextTurnModel, TurnModel
 from .options import SessionOptions
 from .reply import Replies
 from .resumption import Snapshot
@@ -73,6 +73,7 @@ class LiveSession:
         budget: TokenBudget | None = None,
         resumed: Snapshot | None = None,
         turn_model: TurnModel | None = None,
+        text_turn_model: TextTurnModel | None = None,
         turn_policy: EndOfTurnPolicy | None = None,
     ) -> None:
         self.setup = setup
@@ -96,7 +97,8 @@ class LiveSession:
                                        stopped=lambda: self._closing or self.failure.done(),
                                        name=f"checkpoint-{self.session_id}")
         self.turns = TurnTaking(options=self.options, host=self, ledger=self.checkpoints, send=send, asr=asr,
-                                vad_factory=vad_factory, turn_model=turn_model, policy=turn_policy)
+                                vad_factory=vad_factory, turn_model=turn_model, text_model=text_turn_model,
+                                policy=turn_policy)
         self._user_turns: set[asyncio.Task[None]] = set()
         self._ignored: set[str] = set()
         self._closing = False

@@ -34,7 +34,9 @@ def speakable(text: str) -> str:
 
 
 class ClauseSegmenter:
-    def __init__(self, first_min_words: int = 3, first_max_words: int = 8, max_chars: int = 220) -> None:
+    # The first piece: at most five words (~6 tokens, ~0.5 s of the 1.5B's writing on 2 cores) before
+    # speech starts; eight made the first sound wait ~0.3 s longer, for prosody few listeners hear.
+    def __init__(self, first_min_words: int = 3, first_max_words: int = 5, max_chars: int = 220) -> None:
         self.first_min_words = first_min_words
         self.first_max_words = first_max_words
         self.max_chars = max_chars

@@ -10,10 +10,12 @@ When the user stops talking (automatic mode):
 
 1. The detector sees a short quiet inside speech (`Activity.PAUSE`): recognition starts on the
    utterance so far, speculatively, so the transcript is ready when the turn ends; and, unless
-   the client set `silenceDurationMs`, the end-of-turn model is asked whether the utterance is
-   complete. If speech comes back (`Activity.RESUME`) both are stale and are dropped.
-2. The turn ends when the model says complete (`end_of_turn.py`: about 0.2 s after the user
-   stopped), or at the detector's `Activity.END` (`silenceDurationMs` of quiet, or the longest
+   the client set `silenceDurationMs`, the end-of-turn models are asked whether the utterance is
+   complete: the audio model on the sound, the text model on that speculative transcript. If
+   speech comes back (`Activity.RESUME`) all of it is stale and is dropped.
+2. The turn ends after the quiet the models call for (`end_of_turn.py`: about 0.2 s after the
+   user stopped when both say complete, longer when they disagree), or at the detector's
+   `Activity.END` (`silenceDurationMs` of quiet, or the longest
    wait the policy gives an unfinished sentence), or on `audioStreamEnd`. Its audio is taken out
    of `UserAudio` and becomes a user-turn task beside the reader, so audio keeps flowing.
 3. The task waits for the speculative transcript (or recognizes now), sends
@@ -40,7 +42,7 @@ from ..protocol.errors import ProtocolError, internal_error, invalid_argument
 from ..protocol.messages import RealtimeInput
 from .activity import Activity
 from .context import AUDIO_TOKENS_PER_SECOND
-from .end_of_turn import EndOfTurnPolicy, TurnModel
+from .end_of_turn import EndOfTurnPolicy, TextTurnModel, TurnModel
 from .options import SessionOptions
 from .user_audio import UserAudio, VoiceActivityModel
 
@@ -76,7 +78,8 @@ class AudioLedger(Protocol):
 class TurnTaking:
     def __init__(self, *, options: SessionOptions, host: TurnHost, ledger: AudioLedger, send: sm.Send,
                  asr: Recognizer | None, vad_factory: Callable[[], VoiceActivityModel] | None,
-                 turn_model: TurnModel | None = None, policy: EndOfTurnPolicy | None = None) -> None:
+                 turn_model: TurnModel | None = None, text_model: TextTurnModel | None = None,
+                 policy: EndOfTurnPolicy | None = None) -> None:
         self.options = options
         self.host = host
         self.ledger = ledger
@@ -84,13 +87,19 @@ class TurnTaking:
         self.asr = asr
         self.vad_factory = vad_factory
         activity = options.activity
-        # The semantic model decides only where the client left the silence to the server.
-        self.turn_model = turn_model if activity is not None and not activity.silence_given else None
+        # The semantic models decide only where the client left the silence to the server.
+        semantic = activity is not None and not activity.silence_given
+        self.turn_model = turn_model if semantic else None
+        self.text_model = text_model if semantic else None
         self.policy = policy or EndOfTurnPolicy()
-        self.params = self.policy.activity_params(activity) if self.turn_model and activity else activity
+        judged = self.turn_model is not None or self.text_model is not None
+        self.params = self.policy.activity_params(activity) if judged and activity else activity
         self.user_audio: UserAudio | None = None
         self._speculative: asyncio.Task[Transcript] | None = None  # recognition started in a pause
-        self._verdict: asyncio.Task[None] | None = None  # the end-of-turn model, asked in a pause
+        self._verdict: asyncio.Task[None] | None = None  # the end-of-turn models, asked in a pause
+        # Where in the stream (its clock, `UserAudio.heard_s`) the models said this pause ends the
+        # turn: audio time, not wall time, so a client streaming faster than real time is judged alike.
+        self._end_at: float | None = None
 
     @property
     def manual(self) -> bool:
@@ -151,41 +160,71 @@ class TurnTaking:
                 utterance = audio.utterance()
                 # Recognize during the silence window, so the transcript is ready when the turn ends.
                 self._speculative = asyncio.create_task(self._recognize(utterance))
-                if self.turn_model is not None:
-                    self._verdict = asyncio.create_task(self._ask_model(utterance))
+                if self.turn_model is not None or self.text_model is not None:
+                    quiet_since = offset - self.policy.check_ms / 1000
+                    self._verdict = asyncio.create_task(self._judge_pause(utterance, self._speculative, quiet_since))
             elif activity is Activity.RESUME:
                 self._drop_speculation()  # the user went on: that transcript is already stale
             elif activity is Activity.END:
                 self._end_turn(offset)
+        if self._end_at is not None and audio.speaking and audio.heard_s >= self._end_at:
+            self._end_turn(audio.heard_s)  # the quiet the models called for has passed
 
-    async def _ask_model(self, utterance: bytes) -> None:
-        """Ask the end-of-turn model about this pause; a complete utterance ends the turn now."""
-        assert self.turn_model is not None
+    async def _judge_pause(self, utterance: bytes, transcript: asyncio.Task[Transcript], quiet_since: float) -> None:
+        """Ask the end-of-turn models about this pause; the turn ends after the quiet they call for."""
+        asked = asyncio.get_running_loop().time()
+        audio_p, (text_p, logprob) = await asyncio.gather(self._hear(utterance), self._read(transcript))
+        quiet_ms = self.policy.quiet_needed_ms(audio_p, text_p, logprob)
+        log.info("end of turn: P(complete) audio %s, text %s (words' logprob %s) after %.1f s of speech "
+                 "(%.0f ms to judge): %s", _p(audio_p), _p(text_p), _p(logprob), len(utterance) / BYTES_PER_SECOND,
+                 (asyncio.get_running_loop().time() - asked) * 1000,
+                 "the detector decides" if quiet_ms is None else f"ends after {quiet_ms} ms of quiet")
+        if quiet_ms is None or quiet_ms >= self.policy.max_wait_ms:
+            return  # the detector's END at the longest wait
+        self._end_at = quiet_since + quiet_ms / 1000
+        audio = self.user_audio
+        if audio is not None and audio.speaking and audio.heard_s >= self._end_at:
+            self._verdict = None  # this task is ending the turn: it must not cancel itself
+            self._end_turn(audio.heard_s)
+        # else the audio that brings the stream to `_end_at` ends it (`audio`), or speech resumes
+
+    async def _hear(self, utterance: bytes) -> float | None:
+        if self.turn_model is None:
+            return None
         try:
-            probability = await self.turn_model.probability(utterance)
+            return await self.turn_model.probability(self.policy.with_quiet(utterance))
         except asyncio.CancelledError:
             raise
         except Exception:
-            # The detector still ends the turn at the longest wait: slower, never stuck.
-            log.exception("end-of-turn model failed")
-            return
-        complete = self.policy.complete(probability)
-        log.info("end of turn: P(complete) = %.2f after %.1f s of speech: %s", probability,
-                 len(utterance) / BYTES_PER_SECOND, "ends the turn" if complete else "waiting")
-        audio = self.user_audio
-        if complete and audio is not None and audio.speaking:
-            self._verdict = None  # this task is ending the turn: it must not cancel itself
-            self._end_turn(audio.heard_s)
+            # The other model, or the detector at the longest wait, still ends the turn: slower, never stuck.
+            log.exception("end-of-turn audio model failed")
+            return None
+
+    async def _read(self, transcript: asyncio.Task[Transcript]) -> tuple[float | None, float | None]:
+        """The text model's P(the message ends here), and how sure recognition was of the words."""
+        if self.text_model is None:
+            return None, None
+        try:
+            # Shielded: the user turn takes this same transcript when the turn ends.
+            heard = await asyncio.shield(transcript)
+            return await self.text_model.probability(heard.text), heard.avg_logprob
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("end-of-turn text model failed")
+            return None, None
 
     def _drop_speculation(self) -> None:
         for task in (self._speculative, self._verdict):
             if task is not None:
                 task.cancel()
         self._speculative = self._verdict = None
+        self._end_at = None
 
     def _end_turn(self, offset: float | None = None) -> None:
         """The user's turn is over (at `offset` into the stream; None: the client said so, manually)."""
         assert self.user_audio is not None
+        self._end_at = None
         if self._verdict is not None:
             self._verdict.cancel()
             self._verdict = None
@@ -232,3 +271,7 @@ class TurnTaking:
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
+
+
+def _p(probability: float | None) -> str:
+    return "-" if probability is None else f"{probability:.2f}"

@@ -11,6 +11,7 @@ from openlive.engines.llm.scripted import ScriptedEngine
 from openlive.protocol import ProtocolError, parse_client_frame
 from openlive.protocol.messages import AutomaticActivityDetection
 from openlive.session.activity import Activity, ActivityDetector, ActivityParams
+from openlive.session.end_of_turn import EndOfTurnPolicy
 from openlive.session.live_session import LiveSession
 from openlive.session.user_audio import UserAudio, pcm_rate
 
@@ -234,7 +235,21 @@ class FakeTurnModel:
         return self.p
 
 
-async def semantic_session(model, realtime=None, setup_extra=None):
+class FakeTextModel:
+    """An end-of-turn text model that answers what it is told (or fails), remembering what it read."""
+
+    def __init__(self, probability, fail=False):
+        self.p, self.fail, self.read = probability, fail, []
+
+    async def probability(self, transcript):
+        self.read.append(transcript)
+        await asyncio.sleep(0.005)
+        if self.fail:
+            raise RuntimeError("the text model's server went away")
+        return self.p
+
+
+async def semantic_session(model, realtime=None, setup_extra=None, text_model=None):
     sent = []
 
     async def send(m):
@@ -244,7 +259,7 @@ async def semantic_session(model, realtime=None, setup_extra=None):
                              "inputAudioTranscription": {}, **(setup_extra or {}),
                              **({"realtimeInputConfig": realtime} if realtime else {})}})
     session = LiveSession(setup, llm=ScriptedEngine("s"), send=send, asr=FakeASR(), vad_factory=EnergyVAD,
-                          turn_model=model)
+                          turn_model=model, text_turn_model=text_model)
     await session.start()
     return session, sent
 
@@ -284,12 +299,77 @@ async def test_an_unfinished_thought_gets_a_longer_pause_and_stays_one_turn():
     assert session.turns.asr.calls[-1] >= RATE * 2 * 2.2  # both halves and the pause were heard as one
 
 
+@pytest.mark.parametrize("audio, text, quiet", [
+    (0.9, 0.5, 200), (0.9, 0.0, 1200), (0.1, 0.5, 1200), (0.1, 0.0, 2500),
+    (0.9, None, 200), (0.1, None, 2500), (None, 0.5, 200), (None, 0.001, 2500), (None, None, None),
+])
+def test_the_models_votes_set_the_quiet_that_ends_a_turn(audio, text, quiet):
+    assert EndOfTurnPolicy().quiet_needed_ms(audio, text) == quiet
+
+
+def test_words_the_recognizer_guessed_at_do_not_vote_complete():
+    policy = EndOfTurnPolicy()
+    assert policy.quiet_needed_ms(0.9, 0.5, transcript_logprob=-0.2) == 200
+    assert policy.quiet_needed_ms(0.9, 0.5, transcript_logprob=-0.9) == 1200  # "Can you clean up flames?"
+    assert policy.quiet_needed_ms(0.9, None, transcript_logprob=-0.9) == 200  # no text model: nothing to discount
+
+
+def test_the_audio_model_hears_the_quiet_the_fast_path_waits_for():
+    policy = EndOfTurnPolicy(check_ms=100, quick_quiet_ms=200)
+    speech, quiet = b"\x10\x20" * 16000, b"\x01\x00\xff\xff" * 800  # 1 s, then 100 ms of faint noise
+    extended = policy.with_quiet(speech + quiet)
+    assert len(extended) == len(speech) + 2 * len(quiet)  # 200 ms of quiet now
+    assert extended.endswith(quiet + quiet)  # the room's own noise, repeated
+    assert EndOfTurnPolicy(check_ms=200, quick_quiet_ms=200).with_quiet(speech) == speech
+
+
+async def test_both_models_agreeing_end_the_turn_after_a_short_pause_and_the_text_model_reads_the_transcript():
+    audio, text = FakeTurnModel(0.9), FakeTextModel(0.4)
+    session, sent = await semantic_session(audio, text_model=text)
+    await stream(session, tone(1.0))
+    waited = await silence_until(session, sent, "inputTranscription", 3000)
+    assert text.read == ["hello there"]  # the speculative transcript of the pause
+    assert waited < 500, waited
+    await until(lambda: contents(sent, "turnComplete"))
+
+
+async def test_a_fragment_that_sounds_finished_waits_for_the_text_model_and_stays_one_turn():
+    # Read speech falls in pitch at a mid-sentence pause: the audio model says complete, the words do not.
+    audio, text = FakeTurnModel(0.95), FakeTextModel(0.0)
+    session, sent = await semantic_session(audio, text_model=text)
+    await stream(session, tone(0.8))
+    await silence_until(session, sent, "inputTranscription", 900)  # a 900 ms pause mid-sentence
+    await stream(session, tone(0.8))
+    assert not contents(sent, "inputTranscription")
+    text.p = 0.6  # the whole sentence now reads as finished
+    waited = await silence_until(session, sent, "inputTranscription", 3000)
+    assert waited < 500, waited
+    assert len(contents(sent, "inputTranscription")) == 1 and len(text.read) == 2
+
+
+async def test_when_the_models_disagree_the_turn_ends_after_the_unsure_quiet():
+    session, sent = await semantic_session(FakeTurnModel(0.95), text_model=FakeTextModel(0.0))
+    await stream(session, tone(0.8))
+    waited = await silence_until(session, sent, "inputTranscription", 4000)
+    assert 1100 <= waited < 2300, waited  # 1.2 s, well before the longest wait (2.5 s)
+
+
+async def test_a_failing_text_model_leaves_the_decision_to_the_audio_model():
+    text = FakeTextModel(0.0, fail=True)
+    session, sent = await semantic_session(FakeTurnModel(0.9), text_model=text)
+    await stream(session, tone(1.0))
+    waited = await silence_until(session, sent, "inputTranscription", 3000)
+    assert text.read and waited < 500, waited
+    await until(lambda: contents(sent, "turnComplete"))
+
+
 async def test_an_explicit_silence_duration_is_honoured_without_the_model():
-    model = FakeTurnModel(0.9)
-    session, sent = await semantic_session(model, {"automaticActivityDetection": {"silenceDurationMs": 800}})
+    model, text = FakeTurnModel(0.9), FakeTextModel(0.9)
+    session, sent = await semantic_session(model, {"automaticActivityDetection": {"silenceDurationMs": 800}},
+                                           text_model=text)
     await stream(session, tone(0.8))
     waited = await silence_until(session, sent, "inputTranscription", 3000)
-    assert not model.calls
+    assert not model.calls and not text.read
     assert 800 <= waited < 1300, waited
 
 

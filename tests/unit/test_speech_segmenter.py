@@ -12,8 +12,8 @@ def feed(text: str, step: int = 3) -> list[str]:
 
 
 def test_first_piece_is_an_early_clause_then_whole_sentences():
-    text = "Well, the capital of France is Paris, a city on the Seine. It has many museums, parks and cafes. Enjoy!"
-    assert feed(text) == ["Well, the capital of France is Paris,", "a city on the Seine.",
+    text = "Well, the capital is Paris, a city on the Seine. It has many museums, parks and cafes. Enjoy!"
+    assert feed(text) == ["Well, the capital is Paris,", "a city on the Seine.",
                           "It has many museums, parks and cafes.", "Enjoy!"]
 
 
@@ -44,6 +44,7 @@ def test_pcm_chunks_keep_samples_whole():
 
 def test_a_long_first_sentence_starts_speaking_after_a_few_words():
     pieces = feed("The history of the bicycle begins in the early nineteenth century in Germany. Then more.")
-    assert pieces[0] == "The history of the bicycle begins"  # not "... begins in the"
-    assert pieces[1] == "in the early nineteenth century in Germany."
-    assert feed("Paris is the capital of France.") == ["Paris is the capital of France."]  # short: whole
+    assert pieces[0] == "The history of the bicycle"
+    assert pieces[1] == "begins in the early nineteenth century in Germany."
+    assert feed("Paris is the capital of it all, say some. Then more.")[0] == "Paris is the capital"  # not "... of"
+    assert feed("Paris is in France.") == ["Paris is in France."]  # short: whole
