@@ -22,8 +22,8 @@ log = logging.getLogger(__name__)
 # "personal" facts (a locker code, a booking reference) that the user gave a few turns earlier;
 # told once that these are the user's own, they answer from the conversation.
 GUIDANCE = ("You are a helpful assistant in a live conversation with the user. What the user told you earlier in "
-            "this conversation (names, numbers, codes, references, plans) is theirs: repeat it back when they ask "
-            "for it.")
+            "this conversation (names, numbers, codes, references, dates, plans, likes) is theirs: when they ask "
+            "about it, or whether you remember it, say it back.")
 
 
 class EmbeddedLlamaEngine:
