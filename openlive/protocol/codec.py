@@ -14,7 +14,8 @@ from typing import Any
 from pydantic import ValidationError
 
 from .bounded_json import FRAME_LIMITS, JSONLimitError, Limits, field_path, loads
-from .errors import CloseCode, ProtocolError, fit_path, invalid_argument
+from .errors import MAX_REASON_BYTES, CloseCode, ProtocolError, invalid_argument
+from .errors import fit_path as _fit_path
 from .messages import ClientEvent, ClientMessage
 
 # The Python SDK's websockets client refuses frames over 1 MiB (max_size) and reports 1009/1006.
@@ -46,9 +47,17 @@ def _shown(value: Any) -> str:
     return type(value).__name__
 
 
-def _describe(error: dict[str, Any]) -> str:
-    """One pydantic error in the wording of the real service's protobuf-JSON parser."""
+def _describe(error: dict[str, Any], *, limit: int = MAX_REASON_BYTES) -> str:
+    """One pydantic error in the wording of the real service's protobuf-JSON parser.
+
+    A long field path is cut from the left to keep the message within `limit` bytes (a close
+    reason's 123 by default; a REST error body has room for all of it).
+    """
     kind = error["type"]
+
+    def fit_path(head: str, path: str, tail: str) -> str:
+        return _fit_path(head, path, tail, limit)
+
     loc = tuple(error["loc"])
     ctx = error.get("ctx") or {}
     if kind == "extra_forbidden":

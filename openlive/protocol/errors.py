@@ -46,9 +46,10 @@ class ProtocolError(Exception):
     """Ends the session with a close code and a short reason for the client."""
 
     def __init__(self, code: int, reason: str) -> None:
-        super().__init__(f"{code} {reason}")
         self.code = int(code)
         self.reason = fit_reason(reason)
+        # The fitted reason in str() too: a log line with a lone surrogate in it is a logging error.
+        super().__init__(f"{self.code} {self.reason}")
 
 
 def invalid_argument(reason: str = "Request contains an invalid argument.") -> ProtocolError:
