@@ -13,13 +13,20 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import re
 import typing
 from typing import Any
 
 import pytest
-from hypothesis import HealthCheck, given, settings
-from hypothesis import strategies as st
+
+try:
+    from hypothesis import HealthCheck, given, settings
+    from hypothesis import strategies as st
+except ImportError:  # a venv made before hypothesis joined the test extras
+    if os.environ.get("OPENLIVE_REQUIRE_ALL") == "1":  # scripts/test: everything must be installed
+        raise
+    pytest.skip("hypothesis is not installed: pip install -e '.[test]'", allow_module_level=True)
 from pydantic import BaseModel
 from pydantic.alias_generators import to_camel
 
