@@ -45,6 +45,8 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from .protocol.bounded_json import JSONLimitError, loads_toml
+
 # The Live models Google documents; each resolves to the default pipeline unless configured.
 BUILTIN_MODEL_NAMES: tuple[str, ...] = (
     "gemini-2.0-flash-live-001",
@@ -383,8 +385,8 @@ def load_config(path: Path | None = None, **overrides: Any) -> Config:
     path = path or (Path(os.environ["OPENLIVE_CONFIG"]) if os.environ.get("OPENLIVE_CONFIG") else None)
     if path is not None:
         try:
-            data = tomllib.loads(Path(path).expanduser().read_text(encoding="utf-8"))
-        except (OSError, tomllib.TOMLDecodeError) as exc:
+            data = loads_toml(Path(path).expanduser().read_text(encoding="utf-8"))
+        except (OSError, tomllib.TOMLDecodeError, JSONLimitError) as exc:
             raise ConfigError(f"cannot read config {path}: {exc}") from exc
     unknown = set(data) - {"server", "llm", "models", "voices", "speech", "asr", "turn", "search", "code",
                            "sessions", "limits", "store"}

@@ -23,6 +23,7 @@ from typing import Any, Union
 from urllib.parse import urlparse
 
 from ..protocol.b64 import decode_any
+from ..protocol.bounded_json import loads as bounded_loads
 
 __all__ = [
     "GEMINI_BASE_URL", "VERTEX_BASE_URL", "DEFAULT_OUTPUT_RATE", "FunctionCall", "LiveMessage", "ResumptionUpdate",
@@ -431,8 +432,12 @@ def _transcription(value: Any) -> tuple[str | None, bool | None]:
 
 
 def parse_server_message(frame: str | bytes | Mapping[str, Any]) -> LiveMessage:
-    """A server frame (text or binary JSON) as a `LiveMessage`. Raises ValueError on bad JSON."""
-    raw = frame if isinstance(frame, Mapping) else json.loads(frame)
+    """A server frame (text or binary JSON) as a `LiveMessage`. Raises ValueError on bad JSON.
+
+    Bounded like every frame the server reads: a broken or hostile server's 10,000-deep frame is a
+    ValueError here, not a RecursionError.
+    """
+    raw = frame if isinstance(frame, Mapping) else bounded_loads(frame)
     if not isinstance(raw, dict):
         raise ValueError("a server message must be a JSON object")
     message = LiveMessage(raw=raw)

@@ -12,9 +12,10 @@ import json
 from typing import Any
 
 from pydantic import ValidationError
-from pydantic.alias_generators import to_snake
 
-from .errors import ProtocolError, invalid_argument
+from .bounded_json import FRAME_LIMITS, JSONLimitError, Limits, field_path, loads
+from .errors import MAX_REASON_BYTES, CloseCode, ProtocolError, invalid_argument
+from .errors import fit_path as _fit_path
 from .messages import ClientEvent, ClientMessage
 
 # The Python SDK's websockets client refuses frames over 1 MiB (max_size) and reports 1009/1006.
@@ -34,44 +35,58 @@ _PROTO_TYPES = {
 }
 
 
-def _path(loc: tuple[Any, ...]) -> str:
-    out = ""
-    for item in loc:
-        if isinstance(item, int):
-            out += f"[{item}]"
-        else:
-            out += ("." if out else "") + to_snake(str(item))
-    return out
+_path = field_path
 
 
-def _describe(error: dict[str, Any]) -> str:
-    """One pydantic error in the wording of the real service's protobuf-JSON parser."""
+def _shown(value: Any) -> str:
+    """A refused value as the reason quotes it: short, and JSON-escaped (a lone surrogate stays printable)."""
+    if isinstance(value, int) and not isinstance(value, bool) and abs(value) >= 10**30:
+        return f"{str(value)[:20]}…"  # json.dumps of a huge int is slow and the digits say nothing
+    if isinstance(value, (str, int, float, bool)) or value is None:
+        return json.dumps(value)[:40]
+    return type(value).__name__
+
+
+def _describe(error: dict[str, Any], *, limit: int = MAX_REASON_BYTES) -> str:
+    """One pydantic error in the wording of the real service's protobuf-JSON parser.
+
+    A long field path is cut from the left to keep the message within `limit` bytes (a close
+    reason's 123 by default; a REST error body has room for all of it).
+    """
     kind = error["type"]
+
+    def fit_path(head: str, path: str, tail: str) -> str:
+        return _fit_path(head, path, tail, limit)
+
     loc = tuple(error["loc"])
+    ctx = error.get("ctx") or {}
     if kind == "extra_forbidden":
-        parent = _path(loc[:-1])
-        return f'Invalid JSON payload received. Unknown name "{loc[-1]}" at \'{parent}\': Cannot find field.'
+        return fit_path(f'Invalid JSON payload received. Unknown name "{str(loc[-1])[:60]}" at \'', _path(loc[:-1]),
+                        "': Cannot find field.")
     if kind == "missing":
-        return f"Missing required field '{_path(loc)}'."
-    proto = next((v for k, v in _PROTO_TYPES.items() if kind.startswith(k)), None)
-    value = error.get("input")
-    shown = json.dumps(value)[:40] if isinstance(value, (str, int, float, bool)) or value is None else type(value).__name__
-    if proto:
-        return f"Invalid value at '{_path(loc)}' ({proto}), {shown}"
-    return f"Invalid value at '{_path(loc)}', {shown}"
+        return fit_path("Missing required field '", _path(loc), "'.")
+    if kind == "bad_schema":
+        return fit_path("Invalid value at '", _path(loc), f"': {error['msg']}.")
+    if kind in ("too_long", "string_too_long"):
+        unit = "characters" if kind == "string_too_long" else "items"
+        return fit_path("Invalid value at '", _path(loc), f"': at most {ctx.get('max_length')} {unit}.")
+    proto = ctx.get("proto") or next((v for k, v in _PROTO_TYPES.items() if kind.startswith(k)), None)
+    tail = f"'{f' ({proto})' if proto else ''}, {_shown(error.get('input'))}"
+    if kind == "value_range":
+        tail += f": {error['msg']}."
+    return fit_path("Invalid value at '", _path(loc), tail)
 
 
-def parse_client_frame(frame: str | bytes) -> ClientEvent:
-    """Parse one WebSocket frame (text or binary) into the single event it carries."""
-    if isinstance(frame, (bytes, bytearray)):
-        try:
-            frame = bytes(frame).decode("utf-8")
-        except UnicodeDecodeError:
-            raise invalid_argument("Invalid JSON payload received. Frame is not valid UTF-8.") from None
+def parse_client_frame(frame: str | bytes, limits: Limits = FRAME_LIMITS) -> ClientEvent:
+    """Parse one WebSocket frame (text or binary) into the single event it carries.
+
+    Every failure is a ProtocolError: 1009 for a frame over `limits.max_bytes`, 1007 for the rest.
+    """
     try:
-        data = json.loads(frame)
-    except json.JSONDecodeError as exc:
-        raise invalid_argument(f"Invalid JSON payload received. {exc.msg} at position {exc.pos}.") from None
+        data = loads(frame, limits)
+    except JSONLimitError as exc:
+        code = CloseCode.MESSAGE_TOO_BIG if exc.too_big else CloseCode.INVALID_ARGUMENT
+        raise ProtocolError(code, exc.message) from None
     if not isinstance(data, dict):
         raise invalid_argument("Invalid JSON payload received. Expected an object.")
     try:

@@ -16,6 +16,7 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 from pydantic.alias_generators import to_camel
 
 from .b64 import decode_any
+from .values import INT32, MAX_OUTPUT_TOKENS, Float, Int32, Int64, Schema, StopSequences
 
 
 def _decode_base64(value: Any) -> bytes:
@@ -111,15 +112,16 @@ Modality = Literal["MODALITY_UNSPECIFIED", "TEXT", "AUDIO", "IMAGE", "VIDEO"]
 
 class GenerationConfig(WireModel):
     response_modalities: list[Modality] | None = None
-    temperature: float | None = None
-    top_p: float | None = None
-    top_k: float | None = None
-    max_output_tokens: int | None = None
-    seed: int | None = None
-    candidate_count: int | None = None
-    presence_penalty: float | None = None
-    frequency_penalty: float | None = None
-    stop_sequences: list[str] | None = None
+    temperature: Float(0, 2) | None = None
+    top_p: Float(0, 1) | None = None
+    # A float in the SDK's types but an int32 in the service's proto: 40.0 is read as 40, 40.5 refused.
+    top_k: Int32(1, INT32[1]) | None = None
+    max_output_tokens: Int32(1, MAX_OUTPUT_TOKENS) | None = None
+    seed: Int32() | None = None
+    candidate_count: Int32(1, 8) | None = None
+    presence_penalty: Float(-2, 2, high_open=True) | None = None
+    frequency_penalty: Float(-2, 2, high_open=True) | None = None
+    stop_sequences: StopSequences | None = None
     speech_config: SpeechConfig | None = None
     media_resolution: str | None = None
     thinking_config: dict[str, Any] | None = None
@@ -127,10 +129,10 @@ class GenerationConfig(WireModel):
     translation_config: dict[str, Any] | None = None
     audio_transcription_config: dict[str, Any] | None = None
     response_mime_type: str | None = None
-    response_schema: dict[str, Any] | None = None
-    response_json_schema: Any = None
+    response_schema: Schema = None
+    response_json_schema: Schema = None
     response_logprobs: bool | None = None
-    logprobs: int | None = None
+    logprobs: Int32(0, 20) | None = None
     audio_timestamp: bool | None = None
     routing_config: dict[str, Any] | None = None
     model_selection_config: dict[str, Any] | None = None
@@ -146,8 +148,8 @@ class AutomaticActivityDetection(WireModel):
     end_of_speech_sensitivity: (
         Literal["END_SENSITIVITY_UNSPECIFIED", "END_SENSITIVITY_HIGH", "END_SENSITIVITY_LOW"] | None
     ) = None
-    prefix_padding_ms: int | None = None
-    silence_duration_ms: int | None = None
+    prefix_padding_ms: Int32(0) | None = None
+    silence_duration_ms: Int32(0) | None = None
 
 
 class RealtimeInputConfig(WireModel):
@@ -183,16 +185,17 @@ class AudioTranscriptionConfig(WireModel):
 
 
 class SessionResumptionConfig(WireModel):
-    handle: str | None = None
+    # Our handles are 43 characters; a megabyte of "handle" is not worth a store lookup.
+    handle: Annotated[str, Field(max_length=1024)] | None = None
     transparent: bool | None = None
 
 
 class SlidingWindow(WireModel):
-    target_tokens: int | None = None
+    target_tokens: Int64(0) | None = None
 
 
 class ContextWindowCompressionConfig(WireModel):
-    trigger_tokens: int | None = None
+    trigger_tokens: Int64(0) | None = None
     sliding_window: SlidingWindow | None = None
 
 
@@ -200,10 +203,10 @@ class FunctionDeclaration(WireModel):
     name: str
     description: str | None = None
     # Schemas hold user-chosen property names: kept verbatim, never re-cased.
-    parameters: dict[str, Any] | None = None
-    parameters_json_schema: Any = None
-    response: dict[str, Any] | None = None
-    response_json_schema: Any = None
+    parameters: Schema = None
+    parameters_json_schema: Schema = None
+    response: Schema = None
+    response_json_schema: Schema = None
     behavior: Literal["UNSPECIFIED", "BLOCKING", "NON_BLOCKING"] | None = None
 
 

@@ -8,7 +8,6 @@ prefix before `/ws/` (a reverse proxy's, or a base URL with a path).
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import re
 import time
@@ -30,7 +29,8 @@ from ..logs import session_id_var
 from ..models import resolve_model, rest_model
 from ..protocol import encode_server_message, parse_client_frame
 from ..protocol import server_messages as sm
-from ..protocol.errors import CloseCode, ProtocolError, invalid_argument, model_not_found, unavailable
+from ..protocol.bounded_json import JSONLimitError, Limits, loads
+from ..protocol.errors import CloseCode, ProtocolError, fit_reason, invalid_argument, model_not_found, unavailable
 from ..protocol.messages import Setup
 from ..session.end_of_turn import EndOfTurnPolicy
 from ..session.live_session import LiveSession, Persistence
@@ -87,8 +87,9 @@ def match_live_path(path: str) -> LiveRoute | None:
 class _Connection:
     """One client socket: serialized sends, close with a code and reason at most once."""
 
-    def __init__(self, ws: WebSocket) -> None:
+    def __init__(self, ws: WebSocket, limits: Limits) -> None:
         self.ws = ws
+        self.limits = limits  # what one client frame may hold, for parse_client_frame
         self._lock = asyncio.Lock()
 
     async def send(self, message: dict[str, Any]) -> None:
@@ -108,7 +109,8 @@ class _Connection:
         if self.ws.application_state == WebSocketState.DISCONNECTED or self.ws.client_state == WebSocketState.DISCONNECTED:
             return
         try:
-            await self.ws.close(code=code, reason=reason)
+            # Whatever built the reason, it must encode and fit the close frame, or the close fails.
+            await self.ws.close(code=code, reason=fit_reason(reason))
         except (RuntimeError, OSError):
             pass  # the client went away first
 
@@ -124,6 +126,7 @@ class OpenLiveApp:
                                             unsure_quiet_ms=turn.unsure_quiet_ms,
                                             max_wait_ms=turn.max_wait_ms)
         self.active_sessions = 0
+        self.frame_limits = Limits(max_bytes=config.max_frame_bytes)
         self.store: Store | None = None
         self.limits: KeyLimits | None = None
         self._start_task: asyncio.Task[None] | None = None
@@ -228,10 +231,12 @@ class OpenLiveApp:
         except AuthError as exc:
             return self._rest_error(exc.http_status, exc.status, exc.message)
         try:
-            body = json.loads(await request.body() or b"{}")
+            body = loads(await self._body(request) or b"{}", self.frame_limits)
             if not isinstance(body, dict):
                 raise TokenRequestError("the request body must be a JSON object")
             grant = TokenGrant.from_request(body, time.time())
+        except JSONLimitError as exc:
+            return self._rest_error(400, "INVALID_ARGUMENT", exc.message)
         except (ValueError, TokenRequestError) as exc:
             return self._rest_error(400, "INVALID_ARGUMENT", f"Invalid JSON payload or field: {exc}")
         assert self.store is not None
@@ -244,6 +249,20 @@ class OpenLiveApp:
             return self._rest_error(503, "UNAVAILABLE", "The service is currently unavailable.")
         log.info("issued an ephemeral token: %d use(s), expires in %.0f s", grant.uses, grant.expire_at - time.time())
         return JSONResponse(grant.response(name))
+
+    async def _body(self, request: Request) -> bytes:
+        """A REST body of at most one frame's size; JSONLimitError past it, before it is all in memory."""
+        limit = self.frame_limits.max_bytes
+        too_big = JSONLimitError(f"Request payload size exceeds the limit: {limit} bytes.", too_big=True)
+        declared = request.headers.get("content-length", "")
+        if declared.isdigit() and (len(declared) > 12 or int(declared) > limit):
+            raise too_big
+        body = bytearray()
+        async for chunk in request.stream():
+            body += chunk
+            if len(body) > limit:
+                raise too_big
+        return bytes(body)
 
     def _model_page(self, request: Request, vertex: bool) -> dict[str, Any]:
         entries = sorted(self.config.models.values(), key=lambda e: e.name)
@@ -267,7 +286,7 @@ class OpenLiveApp:
             return
         session_id = uuid.uuid4().hex[:16]
         session_id_var.set(session_id)
-        conn = _Connection(ws)
+        conn = _Connection(ws, self.frame_limits)
         await ws.accept()
         session: LiveSession | None = None
         admission = _Admission()
@@ -312,7 +331,7 @@ class OpenLiveApp:
             admission.owner = owner_of(credential)
         else:
             admission.owner = str(grant[1]["owner"])
-        setup = parse_client_frame(first)
+        setup = parse_client_frame(first, conn.limits)
         if not isinstance(setup, Setup):
             raise invalid_argument("Request contains an invalid argument: the first message must be setup.")
         handle = setup.session_resumption.handle if setup.session_resumption else None
@@ -392,7 +411,7 @@ class OpenLiveApp:
         async def read() -> None:
             while True:
                 frame = await conn.receive()
-                await session.handle(parse_client_frame(frame))
+                await session.handle(parse_client_frame(frame, conn.limits))
 
         async def expire() -> None:
             assert deadline is not None

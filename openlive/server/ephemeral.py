@@ -44,6 +44,7 @@ DEFAULT_EXPIRE_S = 30 * 60
 DEFAULT_NEW_SESSION_EXPIRE_S = 60
 MAX_AHEAD_S = 20 * 60 * 60
 MAX_USES = 2**31 - 1  # an int32 on the wire
+REST_MESSAGE_BYTES = 4096  # a REST error message has no close frame's 123-byte limit
 TOKEN_PREFIX = "auth_tokens/"
 
 _PLACEHOLDER_MODEL = "models/openlive-ephemeral-placeholder"
@@ -261,7 +262,7 @@ def _parse_constraint(value: Any) -> dict[str, Any] | None:
     except ValidationError as exc:
         error = dict(exc.errors(include_url=False)[0])
         error["loc"] = ("bidi_generate_content_setup", *error["loc"])
-        raise TokenRequestError(_describe(error)) from None
+        raise TokenRequestError(_describe(error, limit=REST_MESSAGE_BYTES)) from None
     if has_model and not setup.model.strip():
         raise TokenRequestError("bidi_generate_content_setup.model must not be empty.")
     dumped = _dump(setup)

@@ -21,6 +21,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from pydantic import ValidationError
+
 from ..protocol import server_messages as sm
 from ..protocol.messages import Setup, Tool
 from .context import Conversation, Turn
@@ -176,11 +178,20 @@ class Checkpoints:
         """Continue a conversation. Its instruction and tools carry on unless this setup changes them."""
         self.lineage = snapshot.lineage
         conversation = self.conversation
-        original, now = setup_json(Setup.model_validate(snapshot.setup)), setup_json(self.setup)
-        if original.get("systemInstruction") == now.get("systemInstruction"):
+        now = setup_json(self.setup)
+        try:
+            original = setup_json(Setup.model_validate(snapshot.setup))
+            saved_tools = [Tool.model_validate(t) for t in snapshot.tools] if snapshot.tools is not None else None
+        except ValidationError as exc:
+            # Saved by a version that took values this one refuses (a range, a schema): this
+            # setup's instruction and tools hold, the conversation itself still carries on.
+            log.warning("resumed conversation %s keeps this setup's instruction and tools: %s", self.lineage,
+                        exc.errors(include_url=False)[0]["msg"])
+            original = None
+        if original is not None and original.get("systemInstruction") == now.get("systemInstruction"):
             conversation.system_instruction = snapshot.system_instruction
-        if original.get("tools") == now.get("tools") and snapshot.tools is not None:
-            conversation.tool_decls = [Tool.model_validate(t) for t in snapshot.tools]
+        if original is not None and original.get("tools") == now.get("tools") and saved_tools is not None:
+            conversation.tool_decls = saved_tools
             conversation.tools = ToolSet.from_setup(conversation.tool_decls)
         conversation.history = [Turn(t.role, t.text, t.tokens or 0, [] if t.tokens is not None else [t.text])
                                 for t in snapshot.history]

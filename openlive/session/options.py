@@ -48,7 +48,7 @@ class SessionOptions:
             params = SamplingParams(
                 temperature=gen.temperature,
                 top_p=gen.top_p,
-                top_k=int(gen.top_k) if gen.top_k is not None else None,
+                top_k=gen.top_k,  # every value here was range-checked when setup was parsed
                 max_tokens=gen.max_output_tokens,
                 seed=gen.seed,
                 stop=tuple(gen.stop_sequences or ()),

@@ -13,6 +13,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..protocol.bounded_json import JSONLimitError, loads
 from ..protocol.messages import FunctionDeclaration, Tool
 
 _OPENAPI_TYPES = {"STRING": "string", "NUMBER": "number", "INTEGER": "integer", "BOOLEAN": "boolean",
@@ -91,16 +92,20 @@ class ToolSet:
         the reply comes last, so its text can stream out as it is written.
         """
         options = [_turn("none", {"type": "object", "properties": {}, "additionalProperties": False})]
+        defs: dict[str, Any] = {}
         if allow_tools:
-            options += [_turn(name, params) for name, params in self.tool_parameters().items()]
-        return options[0] if len(options) == 1 else {"anyOf": options}
+            options += [_turn(name, params) for name, params in self.tool_parameters(defs).items()]
+        root = options[0] if len(options) == 1 else {"anyOf": options}
+        return {**root, "$defs": defs} if defs else root
 
-    def tool_parameters(self) -> dict[str, dict[str, Any]]:
+    def tool_parameters(self, defs: dict[str, Any]) -> dict[str, dict[str, Any]]:
+        """Each tool's arguments; a function schema with $refs moves into `defs` (see `_embed`)."""
         # A function takes a list of argument sets: one call per thing the user asked about, so
         # "Tokyo and Berlin" becomes two calls in one turn (small models do this reliably; they
         # rarely come back for the second city after the first result).
-        params = {f.name: {"type": "array", "items": f.parameters, "minItems": 1, "maxItems": MAX_PARALLEL_CALLS}
-                  for f in self.functions.values()}
+        params = {f.name: {"type": "array", "items": _embed(f.parameters, f"function{i}", defs), "minItems": 1,
+                           "maxItems": MAX_PARALLEL_CALLS}
+                  for i, f in enumerate(self.functions.values())}
         if self.code_execution:
             params[RUN_PYTHON] = _obj({"code": {"type": "string"}})
         if self.search:
@@ -111,7 +116,8 @@ class ToolSet:
         """How the model should use the tools, for the system prompt (with examples: small models need them)."""
         lines = ["You can use these tools:"]
         for f in self.functions.values():
-            args = ", ".join(f"{k}: {v.get('type', 'value')}" for k, v in f.parameters.get("properties", {}).items())
+            args = ", ".join(f"{k}: {v.get('type', 'value') if isinstance(v, dict) else 'value'}"
+                             for k, v in _properties(f.parameters).items())
             lines.append(f"- {f.name}({args}): {f.description}")
         if self.code_execution:
             lines.append(f"- {RUN_PYTHON}(code: string): run a complete Python program that prints a result; use it "
@@ -134,7 +140,7 @@ class ToolSet:
             "Examples:",
         ]
         for f in list(self.functions.values())[:2]:
-            example = {k: _example_value(v) for k, v in f.parameters.get("properties", {}).items()}
+            example = {k: _example_value(v) for k, v in _properties(f.parameters).items()}
             lines.append(f"User asks for what {f.name} does -> "
                          + json.dumps({"tool": f.name, "args": [example], "reply": ""}))
             lines.append(f"User asks for what {f.name} does, for two things -> "
@@ -159,12 +165,50 @@ SEARCH = "search"
 MAX_PARALLEL_CALLS = 4
 
 
-def _example_value(schema: dict[str, Any]) -> Any:
+def _properties(schema: Any) -> dict[str, Any]:
+    """A schema's properties; a JSON Schema may be `true`, and its properties too (schemas.py checks the rest)."""
+    properties = schema.get("properties") if isinstance(schema, dict) else None
+    return properties if isinstance(properties, dict) else {}
+
+
+def _example_value(schema: Any) -> Any:
+    if not isinstance(schema, dict):
+        return "..."  # `true`: any value
     kind = schema.get("type")
     kind = kind[0] if isinstance(kind, list) else kind
     if schema.get("enum"):
         return schema["enum"][0]
     return {"integer": 1, "number": 1.5, "boolean": True, "array": [], "object": {}}.get(str(kind), "...")
+
+
+def _embed(schema: Any, key: str, defs: dict[str, Any]) -> Any:
+    """A function's schema as it sits inside the turn schema.
+
+    Its local $refs ("#/$defs/node", pydantic's nested models) point into its own root; embedded
+    as they are they would point into the turn schema and at nothing, and the grammar compiler
+    would refuse the request. So a schema with refs moves to the turn schema's $defs, its refs
+    rewritten to match, and is referenced from where it was.
+    """
+    if not _has_ref(schema):
+        return schema
+    defs[key] = _rewrite_refs(schema, f"#/$defs/{key}")
+    return {"$ref": f"#/$defs/{key}"}
+
+
+def _has_ref(value: Any) -> bool:
+    if isinstance(value, dict):
+        return "$ref" in value or any(_has_ref(v) for v in value.values())
+    return isinstance(value, list) and any(_has_ref(v) for v in value)
+
+
+def _rewrite_refs(value: Any, prefix: str) -> Any:
+    # Recursion is safe: protocol/schemas.py bounds a schema's depth before a session takes it.
+    if isinstance(value, dict):
+        return {k: (prefix + v[1:].rstrip("/") if k == "$ref" and isinstance(v, str) and v.startswith("#")
+                    else _rewrite_refs(v, prefix)) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_rewrite_refs(v, prefix) for v in value]
+    return value
 
 
 def _obj(properties: dict[str, Any]) -> dict[str, Any]:
@@ -219,8 +263,8 @@ class RouterStream:
             # Generation was stopped after the arguments: close the object to parse it.
             raw = raw[: raw.rindex('"reply"')].rstrip().rstrip(",") + "}"
         try:
-            data = json.loads(raw)
-        except json.JSONDecodeError:
+            data = loads(raw)  # the model's output, bounded like any other JSON we read
+        except JSONLimitError:
             # A grammar-less engine or a cut-off turn: treat what came as plain text.
             return Decision("none", text=self.raw.strip())
         if not isinstance(data, dict):

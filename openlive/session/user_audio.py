@@ -51,10 +51,11 @@ def pcm_rate(mime_type: str) -> int:
         raise invalid_argument(f"Request contains an invalid argument: unsupported audio mime type {mime_type!r}; "
                                "send audio/pcm;rate=16000 (16-bit little-endian mono).")
     match = _RATE_PARAM.search(mime_type)
-    rate = int(match.group(1)) if match else RATE
-    if not 8000 <= rate <= 192000:
-        raise invalid_argument(f"Request contains an invalid argument: unsupported audio rate {rate}.")
-    return rate
+    digits = match.group(1) if match else str(RATE)
+    # Digits are counted before int(): 4,300 of them would raise ValueError, and 7 already say no.
+    if len(digits) > 7 or not 8000 <= int(digits) <= 192000:
+        raise invalid_argument(f"Request contains an invalid argument: unsupported audio rate {digits[:12]}.")
+    return int(digits)
 
 
 class UserAudio:

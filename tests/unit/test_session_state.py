@@ -116,6 +116,25 @@ async def test_restore_brings_back_history_instruction_and_tools(engine, store):
     assert not changed.conversation.tools  # and no tools: it changed those too
 
 
+async def test_a_snapshot_whose_setup_this_version_refuses_still_resumes_its_history(engine, store):
+    # Saved before issue 13's ranges: maxOutputTokens past 65,536 and a schema that is a list.
+    session, sent = await open_session(engine, store, sessionResumption={})
+    await session.handle(user("My name is Zorblax."))
+    await settle(session)
+    handle = updates(sent)[-1]["newHandle"]
+    await session.aclose()
+    snapshot = Snapshot.from_bytes(await store.get_snapshot(handle))
+    snapshot.setup["generationConfig"]["maxOutputTokens"] = 10**9
+    snapshot.tools = [{"functionDeclarations": [{"name": "f", "parametersJsonSchema": [1]}]}]
+    resumed, sent2 = await open_session(engine, store, resumed=snapshot, sessionResumption={"handle": handle},
+                                        systemInstruction={"parts": [{"text": "Be brief."}]})
+    assert resumed.conversation.system_instruction == "Be brief."
+    assert not resumed.conversation.tools
+    await resumed.handle(user("What is my name?"))
+    await settle(resumed)
+    assert text_of(sent2) == "Your name is Zorblax."
+
+
 async def test_context_update_waits_for_the_reply_in_progress(engine):
     slow = ScriptedEngine("slow", token_delay_ms=20)
     session, sent = await open_session(slow, systemInstruction={"parts": [{"text": "Old."}]})

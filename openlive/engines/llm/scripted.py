@@ -41,6 +41,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import AsyncIterator
 
+from ...protocol.bounded_json import JSONLimitError, loads_toml
 from .base import ChatChunk, ChatRequest, EngineError, Finished, TextDelta, estimate_tokens
 
 
@@ -61,8 +62,8 @@ class ScriptedEngine:
         delay = 0.0
         if script is not None:
             try:
-                data = tomllib.loads(Path(script).read_text(encoding="utf-8"))
-            except (OSError, tomllib.TOMLDecodeError) as exc:
+                data = loads_toml(Path(script).read_text(encoding="utf-8"))
+            except (OSError, tomllib.TOMLDecodeError, JSONLimitError) as exc:
                 raise EngineError(f"scripted engine {name!r}: cannot read {script}: {exc}") from exc
             delay = float(data.get("token_delay_ms", 0.0))
             for rule in data.get("reply", []):
