@@ -32,6 +32,7 @@ from ..protocol import encode_server_message, parse_client_frame
 from ..protocol import server_messages as sm
 from ..protocol.errors import CloseCode, ProtocolError, invalid_argument, model_not_found, unavailable
 from ..protocol.messages import Setup
+from ..redaction import fingerprint, remember_secret
 from ..session.end_of_turn import EndOfTurnPolicy
 from ..session.live_session import LiveSession, Persistence
 from ..session.resumption import Snapshot
@@ -234,6 +235,7 @@ class OpenLiveApp:
             return self._rest_error(400, "INVALID_ARGUMENT", f"Invalid JSON payload or field: {exc}")
         assert self.store is not None
         name = mint_token_name()
+        remember_secret(name)
         record = {**grant.to_record(), "owner": owner_of(credential)}
         try:
             await self.store.put_auth_token(name, record, grant.uses, grant.expire_at)
@@ -314,6 +316,7 @@ class OpenLiveApp:
         if not isinstance(setup, Setup):
             raise invalid_argument("Request contains an invalid argument: the first message must be setup.")
         handle = setup.session_resumption.handle if setup.session_resumption else None
+        remember_secret(handle)  # a handle is a bearer secret for the whole conversation
         if grant is not None:
             check_usable(grant[0], time.time(), resuming=bool(handle))
             setup = apply_constraints(setup, grant[0])
@@ -327,8 +330,10 @@ class OpenLiveApp:
         if not await self.engines.wait_ready(self.config.ready_timeout_s):
             raise unavailable()
         admission.deadline = self._deadline(grant[0] if grant else None)
-        log.info("setup model=%s llm=%s api=%s%s%s", setup.model, entry.llm, route.api_version,
-                 " vertex" if route.vertex else "", " resumed" if resumed else "")
+        # Which key, token or handle: by fingerprint only, never the secret itself.
+        log.info("setup model=%s llm=%s api=%s%s credential=%s%s", setup.model, entry.llm, route.api_version,
+                 " vertex" if route.vertex else "", ("token:" if grant else "") + fingerprint(credential),
+                 f" resumed handle={fingerprint(handle)}" if resumed else "")
         persistence = Persistence(self.store, admission.owner, self.config.sessions.resumption_ttl_s)
         session = LiveSession(setup, llm=self.engines.llms[entry.llm], send=conn.send, session_id=session_id,
                               voices=self.engines.voices, speech=self.config.speech, asr=self.engines.asr,
