@@ -32,11 +32,16 @@ REDACTED = "[REDACTED]"
 _PARAMS = r"key|api_?key|access_?token|token|auth|password|secret|handle"
 _QUERY = re.compile(rf"([?&;](?:{_PARAMS})=)[^&\s\"'\\#;,]+", re.IGNORECASE)
 
+# A value ends at a quote, a space or a closing bracket, but a "[REDACTED]" inside it is taken
+# whole: the filter cuts arguments and the formatter the whole line, and a value already (partly)
+# cut, such as "auth_tokens/[REDACTED]", must become one clean "[REDACTED]", not leave a "]".
+_VALUE = r"""(?:[^\s'",)}\]\[]|\[REDACTED\])+"""
+
 # A header written as `name: value`, `name=value`, `'name': 'value'` or `(b'name', b'value')`.
 _SEP = r"""['"]?\s*[:=,]\s*(?:b?['"])?"""
-_API_KEY_HEADER = re.compile(rf"((?:x-goog-api-key|x-api-key){_SEP})[^\s'\",)}}\]]+", re.IGNORECASE)
-_AUTHORIZATION = re.compile(rf"(authorization{_SEP}(?:(?:bearer|token|basic)\s+)?)[^\s'\",)}}\]]+", re.IGNORECASE)
-_BEARER = re.compile(r"(\bBearer\s+)[A-Za-z0-9._~+/=-]{8,}")
+_API_KEY_HEADER = re.compile(rf"((?:x-goog-api-key|x-api-key){_SEP}){_VALUE}", re.IGNORECASE)
+_AUTHORIZATION = re.compile(rf"(authorization{_SEP}(?:(?:bearer|token|basic)\s+)?){_VALUE}", re.IGNORECASE)
+_BEARER = re.compile(r"(\bBearer\s+)(?:[A-Za-z0-9._~+/=-]|\[REDACTED\]){8,}")
 
 # A secret field in JSON or a Python repr: {"handle": "…"}, {'api_key': '…'}, handle='…'.
 _FIELDS = r"handle|new_?handle|key|api_?key|x-goog-api-key|access_?token|authorization|password|secret"
@@ -47,7 +52,7 @@ _REPR_FIELD = re.compile(rf"""((?<![\w-])(?:{_FIELDS})=b?["'])[^"'\\]+""", re.IG
 _TOKEN_NAME = re.compile(r"(auth_tokens(?:/|%2F))[A-Za-z0-9_%.~-]+", re.IGNORECASE)
 
 # scheme://user:password@host (a Redis URL with its password, say).
-_URL_PASSWORD = re.compile(r"(\b[a-z][a-z0-9+.-]*://[^\s/@:]*:)[^\s/@]+@", re.IGNORECASE)
+_URL_PASSWORD = re.compile(r"(\b[a-z][a-z0-9+.-]*://[^\s/@:]*:)[^\s/@]+(?=@)", re.IGNORECASE)
 
 _PATTERNS = (_QUERY, _API_KEY_HEADER, _AUTHORIZATION, _BEARER, _QUOTED_FIELD, _REPR_FIELD, _TOKEN_NAME,
              _URL_PASSWORD)

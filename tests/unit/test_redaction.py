@@ -58,11 +58,24 @@ def test_secrets_are_cut_out_by_where_they_stand(line, secret):
 
 
 def test_what_surrounds_a_secret_is_kept():
+    assert redact("redis://:pw-1234@10.0.0.7:6379/0") == f"redis://:{REDACTED}@10.0.0.7:6379/0"
     line = f'127.0.0.1:5000 - "GET /v1beta/models?key={KEY}&pageSize=5 HTTP/1.1" 200'
     assert redact(line) == f'127.0.0.1:5000 - "GET /v1beta/models?key={REDACTED}&pageSize=5 HTTP/1.1" 200'
     assert redact("user said 'the key to happiness' (1.0 s of audio)") == \
         "user said 'the key to happiness' (1.0 s of audio)"
     assert redact("/v1beta/models?pageToken=50") == "/v1beta/models?pageToken=50"
+
+
+@pytest.mark.parametrize("line", [f"x-goog-api-key: {KEY}", f"/ws?key={KEY}&a=b", f"Authorization: Bearer {KEY}",
+                                  f'{{"handle": "{HANDLE}"}}', f"redis://:{KEY}@host", f"authorization: Token {TOKEN}",
+                                  f"Bearer {TOKEN}"])
+def test_redacting_twice_changes_nothing(line):
+    once = redact(line)
+    assert redact(once) == once and "]]" not in once
+    # The filter cuts an argument first, the formatter then the line it is part of.
+    if " " in line:
+        name, _, value = line.partition(" ")
+        assert redact(name + " " + redact(value)) == once
 
 
 def test_configured_secrets_are_cut_out_wherever_they_appear():
