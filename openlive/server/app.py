@@ -24,6 +24,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route, WebSocketRoute
 from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 
+from .. import metrics
 from ..config import Config
 from ..engines.registry import Engines
 from ..logs import session_id_var
@@ -129,6 +130,7 @@ class OpenLiveApp:
         self.asgi = Starlette(
             routes=[
                 Route("/healthz", self.healthz),
+                Route("/metrics", self.metrics),
                 Route("/v1/audio/transcriptions", self.transcriptions, methods=["POST"]),
                 *playground_routes(config),
                 Route("/{path:path}", self.rest, methods=["GET"]),
@@ -167,6 +169,12 @@ class OpenLiveApp:
         if self.engines.error is not None:
             return JSONResponse({"status": "failed", "error": str(self.engines.error)}, status_code=500)
         return JSONResponse({"status": "loading"}, status_code=503)
+
+    async def metrics(self, _request: Request) -> Response:
+        """Prometheus metrics. Like /healthz, open to anyone who can reach the port: counts and
+        latencies only, never a key, a session or a word of a conversation (a proxy can fence it)."""
+        body, content_type = metrics.exposition()
+        return Response(body, media_type=content_type)
 
     @staticmethod
     def _rest_error(status: int, code: str, message: str) -> JSONResponse:
@@ -272,20 +280,26 @@ class OpenLiveApp:
         session: LiveSession | None = None
         admission = _Admission()
         self.active_sessions += 1
+        metrics.session_opened()
+        close_code: int = CloseCode.NORMAL
         try:
             session = await self._open_session(conn, route, session_id, ws, admission)
             await self._pump(conn, session, admission.deadline)
             await conn.close(CloseCode.NORMAL)
         except ProtocolError as exc:
+            close_code = exc.code
             log.info("closing %d: %s", exc.code, exc.reason)
             await conn.close(exc.code, exc.reason)
         except WebSocketDisconnect as exc:
+            close_code = exc.code
             log.info("client disconnected (%s)", exc.code)
         except Exception:
+            close_code = CloseCode.INTERNAL
             log.exception("session failed")
             await conn.close(CloseCode.INTERNAL, "Internal error occurred.")
         finally:
             self.active_sessions -= 1
+            metrics.session_closed(close_code)
             if session is not None:
                 await session.aclose()
             if self.limits is not None:
