@@ -13,9 +13,12 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from prometheus_client import (CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest)
-from prometheus_client import GCCollector, PlatformCollector, ProcessCollector
+from prometheus_client import (CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, GCCollector,
+                               PlatformCollector, ProcessCollector, disable_created_metrics, generate_latest)
 
+# A `_created` timestamp beside every counter and histogram doubles the page for nothing a
+# dashboard uses (process-wide, but this process is the server).
+disable_created_metrics()
 # Our own registry (with the usual process and Python collectors): nothing another library
 # registers globally ends up on our endpoint, and the names here cannot clash with theirs.
 REGISTRY = CollectorRegistry(auto_describe=True)
@@ -45,8 +48,8 @@ FIRST_TOKEN = Histogram("openlive_llm_first_token_seconds",
 IN_FLIGHT = Gauge("openlive_engine_requests_in_flight",
                   "Engine requests sessions are waiting on (queued or running), by engine kind.", ["engine"],
                   registry=REGISTRY)
-FRAMES_DROPPED = Counter("openlive_frames_dropped", "Client media frames dropped unseen, by kind.", ["kind"],
-                         registry=REGISTRY)
+FRAMES_DROPPED = Counter("openlive_frames_dropped", "Client media frames dropped unseen, by kind (video: "
+                         "every frame while no vision engine is configured).", ["kind"], registry=REGISTRY)
 AUDIO_DROPPED = Counter("openlive_audio_dropped_seconds",
                         "Seconds of user audio dropped: the oldest part of a turn longer than the longest kept.",
                         registry=REGISTRY)
@@ -58,8 +61,7 @@ for _outcome in ("complete", "interrupted", "failed"):
     TURNS.labels(_outcome)
 for _kind in ENGINE_KINDS:
     IN_FLIGHT.labels(_kind)
-for _kind in ("video", "audio"):
-    FRAMES_DROPPED.labels(_kind)
+FRAMES_DROPPED.labels("video")
 
 _KNOWN_CODES = frozenset({1000, 1001, 1002, 1003, 1005, 1006, 1007, 1008, 1009, 1010, 1011, 1012, 1013, 1014, 1015})
 
