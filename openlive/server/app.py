@@ -33,7 +33,7 @@ from ..protocol import encode_server_message, parse_client_frame
 from ..protocol import server_messages as sm
 from ..protocol.errors import CloseCode, ProtocolError, invalid_argument, model_not_found, unavailable
 from ..protocol.messages import Setup
-from ..redaction import fingerprint, remember_secret
+from ..redaction import fingerprint, redact, remember_secret
 from ..session.end_of_turn import EndOfTurnPolicy
 from ..session.live_session import LiveSession, Persistence
 from ..session.resumption import Snapshot
@@ -146,7 +146,9 @@ class OpenLiveApp:
         store_config = self.config.store
         self.store = await open_store(store_config.backend, path=self.config.store_path, url=store_config.url,
                                       prefix=store_config.prefix)
-        log.info("state store: %s", store_config.url if store_config.backend == "redis" else self.config.store_path)
+        # A Redis URL may carry a password: the line names the server, not the credential.
+        log.info("state store: %s", redact(store_config.url or "") if store_config.backend == "redis"
+                 else self.config.store_path)
         self.limits = KeyLimits(self.store, sessions_per_key=self.config.limits.sessions_per_key,
                                 tokens_per_minute=self.config.limits.tokens_per_minute)
         self.limits.start()
