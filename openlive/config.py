@@ -271,9 +271,10 @@ class Config:
     @property
     def secrets(self) -> tuple[str, ...]:
         """Every credential in the configuration: the log redacts them wherever they appear."""
+        password = _url_password(self.store.url)
         values = [*self.api_keys, *(llm.api_key for llm in self.llms.values()), self.asr.api_key,
-                  self.search.api_key, _url_password(self.store.url)]
-        return tuple(v for v in values if v)
+                  self.search.api_key, password, unquote(password) if password else None]
+        return tuple(dict.fromkeys(v for v in values if v))
 
     @property
     def used_llms(self) -> list[str]:
@@ -326,14 +327,13 @@ class Config:
 
 
 def _url_password(url: str | None) -> str | None:
-    """The password in scheme://user:password@host, if any."""
+    """The password in scheme://user:password@host, if any, as written (percent-encoded)."""
     if not url:
         return None
     try:
-        password = urlsplit(url).password
+        return urlsplit(url).password or None
     except ValueError:
         return None
-    return unquote(password) if password else None
 
 
 def is_loopback(host: str) -> bool:

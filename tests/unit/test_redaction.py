@@ -175,3 +175,14 @@ def test_the_formatter_is_the_last_net():
     record.session = "-"
     assert KEY not in formatter.format(record)
     assert KEY not in JsonFormatter().format(record)
+
+
+def test_the_configuration_names_all_its_credentials(tmp_path):
+    from openlive.config import load_config
+
+    path = tmp_path / "c.toml"
+    path.write_text('[server]\napi_keys = ["k-one"]\n[llm.remote]\nengine = "openai"\nbase_url = "http://h/v1"\n'
+                    'api_key = "sk-engine"\n[asr]\napi_key = "asr-key"\n[search]\napi_key = "search-key"\n'
+                    '[store]\nbackend = "redis"\nurl = "redis://:p%40ss@10.0.0.7:6379/0"\n')
+    assert set(load_config(path).secrets) == {"k-one", "sk-engine", "asr-key", "search-key", "p%40ss",
+                                                "p@ss"}
