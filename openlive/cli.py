@@ -64,7 +64,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from .server.tls import ensure_self_signed
 
     config = _config_from(args)
-    configure_logging(config.log_level, config.log_format)
+    configure_logging(config.log_level, config.log_format, secrets=config.secrets)
     config.data_dir.mkdir(parents=True, exist_ok=True)
     # Joining packaged weights takes a while the first time: do it in front of the user, with progress.
     prepare_model_files(config, progress=sys.stderr.isatty() or bool(os.environ.get("OPENLIVE_PROGRESS")))

@@ -44,6 +44,7 @@ import tomllib
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
+from urllib.parse import unquote, urlsplit
 
 from .protocol.bounded_json import JSONLimitError, loads_toml
 
@@ -277,6 +278,14 @@ class Config:
         return self.store.path or self.data_dir / "state.sqlite3"
 
     @property
+    def secrets(self) -> tuple[str, ...]:
+        """Every credential in the configuration: the log redacts them wherever they appear."""
+        password = _url_password(self.store.url)
+        values = [*self.api_keys, *(llm.api_key for llm in self.llms.values()), self.asr.api_key,
+                  self.search.api_key, password, unquote(password) if password else None]
+        return tuple(dict.fromkeys(v for v in values if v))
+
+    @property
     def used_llms(self) -> list[str]:
         """LLM engines some model name refers to: only those are loaded."""
         return sorted({entry.llm for entry in self.models.values()})
@@ -328,6 +337,16 @@ class Config:
                 f"refusing to listen on {self.host} with no API keys: anyone could use it. "
                 "Set --api-key (or OPENLIVE_API_KEYS), or listen on 127.0.0.1."
             )
+
+
+def _url_password(url: str | None) -> str | None:
+    """The password in scheme://user:password@host, if any, as written (percent-encoded)."""
+    if not url:
+        return None
+    try:
+        return urlsplit(url).password or None
+    except ValueError:
+        return None
 
 
 def is_loopback(host: str) -> bool:

@@ -23,6 +23,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route, WebSocketRoute
 from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 
+from .. import metrics
 from ..config import Config
 from ..engines.registry import Engines
 from ..logs import session_id_var
@@ -32,6 +33,7 @@ from ..protocol import server_messages as sm
 from ..protocol.bounded_json import JSONLimitError, Limits, loads
 from ..protocol.errors import CloseCode, ProtocolError, fit_reason, invalid_argument, model_not_found, unavailable
 from ..protocol.messages import Setup
+from ..redaction import fingerprint, redact, remember_secret
 from ..session.end_of_turn import EndOfTurnPolicy
 from ..session.live_session import LiveSession, Persistence
 from ..session.resumption import Snapshot
@@ -133,6 +135,7 @@ class OpenLiveApp:
         self.asgi = Starlette(
             routes=[
                 Route("/healthz", self.healthz),
+                Route("/metrics", self.metrics),
                 Route("/v1/audio/transcriptions", self.transcriptions, methods=["POST"]),
                 *playground_routes(config),
                 Route("/{path:path}", self.rest, methods=["GET"]),
@@ -148,7 +151,9 @@ class OpenLiveApp:
         store_config = self.config.store
         self.store = await open_store(store_config.backend, path=self.config.store_path, url=store_config.url,
                                       prefix=store_config.prefix)
-        log.info("state store: %s", store_config.url if store_config.backend == "redis" else self.config.store_path)
+        # A Redis URL may carry a password: the line names the server, not the credential.
+        log.info("state store: %s", redact(store_config.url or "") if store_config.backend == "redis"
+                 else self.config.store_path)
         self.limits = KeyLimits(self.store, sessions_per_key=self.config.limits.sessions_per_key,
                                 tokens_per_minute=self.config.limits.tokens_per_minute)
         self.limits.start()
@@ -171,6 +176,12 @@ class OpenLiveApp:
         if self.engines.error is not None:
             return JSONResponse({"status": "failed", "error": str(self.engines.error)}, status_code=500)
         return JSONResponse({"status": "loading"}, status_code=503)
+
+    async def metrics(self, _request: Request) -> Response:
+        """Prometheus metrics. Like /healthz, open to anyone who can reach the port: counts and
+        latencies only, never a key, a session or a word of a conversation (a proxy can fence it)."""
+        body, content_type = metrics.exposition()
+        return Response(body, media_type=content_type)
 
     @staticmethod
     def _rest_error(status: int, code: str, message: str) -> JSONResponse:
@@ -241,6 +252,7 @@ class OpenLiveApp:
             return self._rest_error(400, "INVALID_ARGUMENT", f"Invalid JSON payload or field: {exc}")
         assert self.store is not None
         name = mint_token_name()
+        remember_secret(name)
         record = {**grant.to_record(), "owner": owner_of(credential)}
         try:
             await self.store.put_auth_token(name, record, grant.uses, grant.expire_at)
@@ -291,20 +303,26 @@ class OpenLiveApp:
         session: LiveSession | None = None
         admission = _Admission()
         self.active_sessions += 1
+        metrics.session_opened()
+        close_code: int = CloseCode.NORMAL
         try:
             session = await self._open_session(conn, route, session_id, ws, admission)
             await self._pump(conn, session, admission.deadline)
             await conn.close(CloseCode.NORMAL)
         except ProtocolError as exc:
+            close_code = exc.code
             log.info("closing %d: %s", exc.code, exc.reason)
             await conn.close(exc.code, exc.reason)
         except WebSocketDisconnect as exc:
+            close_code = exc.code
             log.info("client disconnected (%s)", exc.code)
         except Exception:
+            close_code = CloseCode.INTERNAL
             log.exception("session failed")
             await conn.close(CloseCode.INTERNAL, "Internal error occurred.")
         finally:
             self.active_sessions -= 1
+            metrics.session_closed(close_code)
             if session is not None:
                 await session.aclose()
             if self.limits is not None:
@@ -335,6 +353,7 @@ class OpenLiveApp:
         if not isinstance(setup, Setup):
             raise invalid_argument("Request contains an invalid argument: the first message must be setup.")
         handle = setup.session_resumption.handle if setup.session_resumption else None
+        remember_secret(handle)  # a handle is a bearer secret for the whole conversation
         if grant is not None:
             check_usable(grant[0], time.time(), resuming=bool(handle))
             setup = apply_constraints(setup, grant[0])
@@ -348,8 +367,10 @@ class OpenLiveApp:
         if not await self.engines.wait_ready(self.config.ready_timeout_s):
             raise unavailable()
         admission.deadline = self._deadline(grant[0] if grant else None)
-        log.info("setup model=%s llm=%s api=%s%s%s", setup.model, entry.llm, route.api_version,
-                 " vertex" if route.vertex else "", " resumed" if resumed else "")
+        # Which key, token or handle: by fingerprint only, never the secret itself.
+        log.info("setup model=%s llm=%s api=%s%s credential=%s%s", setup.model, entry.llm, route.api_version,
+                 " vertex" if route.vertex else "", ("token:" if grant else "") + fingerprint(credential),
+                 f" resumed handle={fingerprint(handle)}" if resumed else "")
         persistence = Persistence(self.store, admission.owner, self.config.sessions.resumption_ttl_s)
         session = LiveSession(setup, llm=self.engines.llms[entry.llm], send=conn.send, session_id=session_id,
                               voices=self.engines.voices, speech=self.config.speech, asr=self.engines.asr,

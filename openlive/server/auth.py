@@ -1,7 +1,8 @@
 """API keys: where clients put them, and checking them without keeping them in memory.
 
-Keys are kept as SHA-256 digests and compared in constant time, so a memory dump or a log line
-never shows a usable key.
+Keys are kept as SHA-256 digests and compared in constant time, and every credential a client
+presents is handed to the log's redaction, so a log line never shows a usable key (nor a wrong
+one, which is often a real key of something else).
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import hmac
 from collections.abc import Iterable, Mapping
 
 from ..protocol.errors import CloseCode
+from ..redaction import remember_secret
 
 
 def _digest(key: str) -> bytes:
@@ -18,7 +20,16 @@ def _digest(key: str) -> bytes:
 
 
 def credential_from(headers: Mapping[str, str], query: Mapping[str, str]) -> str | None:
-    """The key a client sent: x-goog-api-key (Python SDK), ?key= (JS SDK), or a bearer token."""
+    """The key a client sent: x-goog-api-key (Python SDK), ?key= (JS SDK), or a bearer token.
+
+    Whatever it is, right or wrong, the log redacts it from now on.
+    """
+    credential = _credential(headers, query)
+    remember_secret(credential)
+    return credential
+
+
+def _credential(headers: Mapping[str, str], query: Mapping[str, str]) -> str | None:
     key = headers.get("x-goog-api-key") or query.get("key")
     if key:
         return key

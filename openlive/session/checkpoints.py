@@ -25,6 +25,7 @@ from pydantic import ValidationError
 
 from ..protocol import server_messages as sm
 from ..protocol.messages import Setup, Tool
+from ..redaction import remember_secret
 from .context import Conversation, Turn
 from .resumption import ConsumedIndex, SavedTurn, Snapshot, new_handle
 from .tool_calls import ToolCalls
@@ -138,6 +139,7 @@ class Checkpoints:
         version = self.conversation.version
         state = self.snapshot().to_bytes()  # taken at once, so it matches `consumed`
         handle = new_handle()
+        remember_secret(handle)  # whatever logs it later (a store error, a traceback) shows [REDACTED]
         started = time.perf_counter()
         try:
             await self.persistence.store.put_snapshot(handle, self.lineage, state, self.persistence.ttl_s)

@@ -21,10 +21,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 import uuid
 from collections.abc import Callable, Coroutine
 from typing import TYPE_CHECKING, Any
 
+from .. import metrics
 from ..config import SpeechConfig
 from ..engines.asr.service import Recognizer
 from ..engines.llm.base import LLMEngine
@@ -188,7 +190,7 @@ class LiveSession:
             elif text:
                 self.conversation.append("model" if content.role == "model" else "user", text)
         if event.turn_complete:
-            self._start_reply()
+            self._start_reply(turn_ended_at=time.monotonic())
 
     async def _on_realtime_input(self, event: RealtimeInput) -> None:
         turns = self.turns
@@ -205,7 +207,7 @@ class LiveSession:
         if event.text is not None and event.text.strip():
             if self.options.barge_in:
                 await self.replies.interrupt()
-            self.spawn(self.take_user_turn(event.text))
+            self.spawn(self.take_user_turn(event.text, ended_at=time.monotonic()))
         # Whitespace alone is no user turn: Pipecat sends realtimeInput.text " " right after a
         # clientContent turn to trigger the reply on 3.x models, which must not interrupt it.
         if event.audio_stream_end:
@@ -215,6 +217,7 @@ class LiveSession:
 
     def _on_video_frame(self) -> None:
         self._ignore("video frames")  # no vision engine yet: frames are accepted, not seen
+        metrics.frame_dropped("video")
         self.conversation.add_media_tokens(VIDEO_TOKENS_PER_FRAME)  # but the service counts them in the context
 
     def _ignore(self, what: str) -> None:
@@ -236,14 +239,17 @@ class LiveSession:
         task.add_done_callback(self._user_turns.discard)
         task.add_done_callback(self._on_work_done)
 
-    async def take_user_turn(self, text: str, tokens: int | None = None) -> None:
+    async def take_user_turn(self, text: str, tokens: int | None = None, *, ended_at: float | None = None,
+                             spoken: bool = False) -> None:
         # With NO_INTERRUPTION the reply in progress finishes before the next one starts.
         await self.replies.finished()
         self.conversation.append("user", text, tokens)
-        self._start_reply()
+        self._start_reply(turn_ended_at=ended_at, turn_input="voice" if spoken else "text")
 
-    def _start_reply(self) -> None:
-        self.replies.start().add_done_callback(self._on_work_done)
+    def _start_reply(self, *, turn_ended_at: float | None = None, turn_input: str = "text") -> None:
+        # turn_ended_at: when the user's turn ended (monotonic), for the reply latency; None for a
+        # reply that answers no user turn (a tool result).
+        self.replies.start(turn_ended_at=turn_ended_at, turn_input=turn_input).add_done_callback(self._on_work_done)
 
     def _on_work_done(self, _task: asyncio.Task[None]) -> None:
         self.checkpoints.request()

@@ -25,6 +25,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 
 
+from .. import metrics
 from ..config import SpeechConfig
 from ..engines.llm.base import EngineError, Finished, LLMEngine, TextDelta, estimate_tokens
 from ..engines.search.base import SearchError, grounding_metadata
@@ -57,6 +58,10 @@ class ReplyRecord:
     decision: Decision | None = None  # what the last model turn decided (None: no tools declared)
     grounding: Grounding = field(default_factory=Grounding)
     tools_used: set[str] = field(default_factory=set)  # (tool, args) already carried out this turn
+    # When the user's turn ended (monotonic) and how it came ("voice", "text"); None: not a user
+    # turn (a tool result), so no reply latency is measured.
+    turn_ended_at: float | None = None
+    turn_input: str = "text"
 
     def add_usage(self, finished: Finished) -> None:
         # Tool rounds re-read the conversation: the turn's prompt is its largest, outputs add up.
@@ -89,9 +94,11 @@ class Replies:
     def running(self) -> bool:
         return self.task is not None and not self.task.done()
 
-    def start(self) -> asyncio.Task[None]:
+    def start(self, *, turn_ended_at: float | None = None, turn_input: str = "text") -> asyncio.Task[None]:
+        """Reply to the conversation; `turn_ended_at` (monotonic) is when the user's turn ended."""
         self.conversation.start_turn()
-        self.task = asyncio.create_task(self._run(), name=self._name)
+        self.task = asyncio.create_task(self._run(ReplyRecord(turn_ended_at=turn_ended_at, turn_input=turn_input)),
+                                        name=self._name)
         return self.task
 
     async def finished(self) -> None:
@@ -110,6 +117,7 @@ class Replies:
         record = self._record
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)
+        metrics.turn_ended("interrupted")
         # An interrupted turn has no generationComplete: interrupted, then turnComplete, which
         # carries usageMetadata like every turnComplete (frameworks count on it).
         await self._send(sm.interrupted())
@@ -119,8 +127,8 @@ class Replies:
 
     # ------------------------------------------------------------------ one reply
 
-    async def _run(self) -> None:
-        reply = self._record = ReplyRecord()
+    async def _run(self, reply: ReplyRecord) -> None:
+        self._record = reply
         try:
             await self.conversation.fit(self.llm)
             allow_tools = True
@@ -142,16 +150,19 @@ class Replies:
                 # After starting a NON_BLOCKING call the model talks on, but does not call again.
                 allow_tools = await self.tool_calls.use(decision, reply.grounding)
         except ProtocolError as exc:  # out of context window or out of token budget
+            metrics.turn_ended("failed")
             self._fail(exc)
             return
         except (EngineError, TTSError, SearchError) as exc:
             log.error("engine failed: %s", exc)
+            metrics.turn_ended("failed")
             self._fail(internal_error())
             return
         except asyncio.CancelledError:
             raise
         except Exception:
             log.exception("reply failed")
+            metrics.turn_ended("failed")
             self._fail(internal_error())
             return
         finally:
@@ -172,6 +183,7 @@ class Replies:
         # The last await of a reply: once the client has turnComplete, nothing of this turn is left
         # running for its next message to interrupt.
         await self._send(sm.turn_complete(usage))
+        metrics.turn_ended("complete")
 
     def _said(self, reply: ReplyRecord) -> str:
         return " ".join(reply.sent) if self.voice else "".join(reply.sent)
@@ -187,30 +199,43 @@ class Replies:
         tools = self.conversation.tools
         params = self.options.params
         if not tools:
-            async for chunk in self.llm.stream(self.conversation.chat_request(params)):
-                if isinstance(chunk, TextDelta):
-                    yield chunk.text
-                elif isinstance(chunk, Finished):
-                    reply.add_usage(chunk)
+            with metrics.in_flight("llm"):
+                timer = metrics.FirstToken(self.llm.name)
+                async for chunk in self.llm.stream(self.conversation.chat_request(params)):
+                    if isinstance(chunk, TextDelta):
+                        timer.token()
+                        yield chunk.text
+                    elif isinstance(chunk, Finished):
+                        reply.add_usage(chunk)
             return
         router = RouterStream()
         stream = self.llm.stream(self.conversation.chat_request(params, tools.schema(allow_tools=allow_tools)))
         try:
-            async for chunk in stream:
-                if isinstance(chunk, TextDelta):
-                    text = router.push(chunk.text)
-                    if text:
-                        yield text
-                    if router.call_complete:
-                        break  # the call is written; its unused "reply" field would only cost time
-                elif isinstance(chunk, Finished):
-                    reply.add_usage(chunk)
+            with metrics.in_flight("llm"):
+                timer = metrics.FirstToken(self.llm.name)
+                async for chunk in stream:
+                    if isinstance(chunk, TextDelta):
+                        timer.token()
+                        text = router.push(chunk.text)
+                        if text:
+                            yield text
+                        if router.call_complete:
+                            break  # the call is written; its unused "reply" field would only cost time
+                    elif isinstance(chunk, Finished):
+                        reply.add_usage(chunk)
         finally:
             await stream.aclose()  # closing the request is what stops the LLM server generating
         reply.decision = router.decision()
 
+    def _answered(self, reply: ReplyRecord, output: str) -> None:
+        """The reply's first audio or text is about to go out: how long the user waited for it."""
+        if reply.turn_ended_at is not None:
+            metrics.reply_started(reply.turn_input, output, time.monotonic() - reply.turn_ended_at)
+            reply.turn_ended_at = None  # once per reply, across its tool rounds
+
     async def _reply_text(self, reply: ReplyRecord, text: AsyncIterator[str]) -> None:
         async for delta in text:
+            self._answered(reply, "text")
             await self._send(sm.model_turn([sm.text_part(delta)]))
             reply.sent.append(delta)
 
@@ -236,8 +261,9 @@ class Replies:
             chunk_s = self.speech.chunk_ms / 1000
             assert self.voices is not None
             while (clause := await clauses.get()) is not None:
-                pcm = await loop.run_in_executor(self.voices.executor, synthesize_24k, voice, clause,
-                                                 self.options.language)
+                with metrics.in_flight("tts"):
+                    pcm = await loop.run_in_executor(self.voices.executor, synthesize_24k, voice, clause,
+                                                     self.options.language)
                 if not pcm:
                     continue
                 if self.options.output_transcription:
@@ -245,6 +271,7 @@ class Replies:
                 reply.sent.append(clause)
                 for piece in pcm_chunks(pcm, OUTPUT_RATE, chunk_s):
                     await self._pace(reply)
+                    self._answered(reply, "audio")
                     await self._send(sm.model_turn([sm.audio_part(piece, OUTPUT_RATE)]))
                     reply.audio_bytes += len(piece)
             await writer  # re-raises an engine failure

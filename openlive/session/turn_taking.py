@@ -32,9 +32,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Callable, Coroutine
 from typing import Any, Protocol
 
+from .. import metrics
 from ..engines.asr.service import Recognizer
 from ..engines.asr.whisper import Transcript
 from ..protocol import server_messages as sm
@@ -60,8 +62,10 @@ class TurnHost(Protocol):
     def spawn(self, coroutine: Coroutine[Any, Any, None]) -> None:
         """Run a user turn beside the reader."""
 
-    async def take_user_turn(self, text: str, tokens: int | None = None) -> None:
-        """Put the user's words in the conversation and reply to them."""
+    async def take_user_turn(self, text: str, tokens: int | None = None, *, ended_at: float | None = None,
+                             spoken: bool = False) -> None:
+        """Put the user's words in the conversation and reply to them; the turn ended at `ended_at`
+        (monotonic), which the reply's latency is measured from."""
 
     def fail(self, error: ProtocolError) -> None:
         """End the session with this error."""
@@ -192,7 +196,8 @@ class TurnTaking:
         if self.turn_model is None:
             return None
         try:
-            return await self.turn_model.probability(self.policy.with_quiet(utterance))
+            with metrics.in_flight("turn"):
+                return await self.turn_model.probability(self.policy.with_quiet(utterance))
         except asyncio.CancelledError:
             raise
         except Exception:
@@ -207,7 +212,8 @@ class TurnTaking:
         try:
             # Shielded: the user turn takes this same transcript when the turn ends.
             heard = await asyncio.shield(transcript)
-            return await self.text_model.probability(heard.text), heard.avg_logprob
+            with metrics.in_flight("turn"):
+                return await self.text_model.probability(heard.text), heard.avg_logprob
         except asyncio.CancelledError:
             raise
         except Exception:
@@ -232,7 +238,7 @@ class TurnTaking:
         # The utterance now lives in the user turn's task: until it is history, the session is busy.
         self.ledger.utterance_taken()
         speculative, self._speculative = self._speculative, None
-        self.host.spawn(self._user_turn(pcm, speculative, offset))
+        self.host.spawn(self._user_turn(pcm, speculative, offset, time.monotonic()))
 
     async def _signal(self, activity: str, vad_signal: str, offset: float) -> None:
         if self.options.vad_signals:
@@ -241,10 +247,11 @@ class TurnTaking:
 
     async def _recognize(self, pcm: bytes) -> Transcript:
         assert self.asr is not None
-        return await self.asr.transcribe(pcm, self.options.language)
+        with metrics.in_flight("asr"):
+            return await self.asr.transcribe(pcm, self.options.language)
 
     async def _user_turn(self, pcm: bytes, speculative: asyncio.Task[Transcript] | None,
-                         end_offset: float | None) -> None:
+                         end_offset: float | None, ended_at: float) -> None:
         if end_offset is not None:
             # First, so the client hears of the end before the transcription and the reply.
             await self._signal("ACTIVITY_END", "VAD_SIGNAL_TYPE_EOS", end_offset)
@@ -263,7 +270,8 @@ class TurnTaking:
         if self.options.input_transcription:
             await self._send(sm.input_transcription(text))
         # The service counts what was heard, not what was written down: speech by its length.
-        await self.host.take_user_turn(text, tokens=round(len(pcm) / BYTES_PER_SECOND * AUDIO_TOKENS_PER_SECOND))
+        await self.host.take_user_turn(text, tokens=round(len(pcm) / BYTES_PER_SECOND * AUDIO_TOKENS_PER_SECOND),
+                                       ended_at=ended_at, spoken=True)
 
     async def aclose(self) -> None:
         tasks = [t for t in (self._speculative, self._verdict) if t is not None]

@@ -14,6 +14,7 @@ from typing import Protocol
 import numpy as np
 import soxr
 
+from .. import metrics
 from ..protocol.errors import invalid_argument
 from .activity import Activity, ActivityDetector, ActivityParams
 
@@ -135,6 +136,7 @@ class UserAudio:
         self._audio += pcm16
         if len(self._audio) > self._max_bytes:
             drop = len(self._audio) - self._max_bytes
+            metrics.audio_dropped(drop / (2 * RATE))  # a turn longer than max_turn_s loses its start
             del self._audio[:drop]
             self._start = max(0, self._start - drop)
             self._last_speech_end = max(0, self._last_speech_end - drop)

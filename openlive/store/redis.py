@@ -18,6 +18,7 @@ from typing import Any
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
+from ..redaction import redact
 from .base import KEEP_PER_LINEAGE, TOKEN_BUCKET_S, Clock, StoreError, digest
 
 # A key holding several entries (a lineage's index, an owner's leases) may only have its lifetime
@@ -83,12 +84,13 @@ return 1
 class RedisStore:
     def __init__(self, url: str, *, prefix: str = "openlive:", clock: Clock = time.time) -> None:
         self.url = url
+        self._shown = redact(url)  # errors name the server, never its password
         self.prefix = prefix
         self.clock = clock
         try:
             self._redis = aioredis.Redis.from_url(url, socket_connect_timeout=5, socket_timeout=10)
         except ValueError as exc:  # not a redis:// (or rediss://, unix://) URL
-            raise StoreError(f"Redis store {url}: {exc}") from exc
+            raise StoreError(f"Redis store {self._shown}: {exc}") from exc
         self._put_snapshot = self._redis.register_script(_PUT_SNAPSHOT)
         self._acquire = self._redis.register_script(_ACQUIRE)
         self._renew = self._redis.register_script(_RENEW)
@@ -114,7 +116,7 @@ class RedisStore:
         try:
             yield
         except (RedisError, OSError) as exc:
-            raise StoreError(f"Redis store {self.url}: {exc}") from exc
+            raise StoreError(f"Redis store {self._shown}: {exc}") from exc
 
     async def put_snapshot(self, handle: str, lineage: str, data: bytes, ttl_s: float) -> None:
         now = self.clock()

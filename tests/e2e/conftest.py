@@ -7,6 +7,7 @@ own self-signed certificate, trusted the way a user would trust it (SSL_CERT_FIL
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import signal
 import socket
@@ -14,8 +15,9 @@ import ssl
 import subprocess
 import sys
 import time
+import tomllib
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
@@ -34,6 +36,11 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+# A secret in a URL or a token name that the log redaction missed: never in any server's log.
+_LEAKED = re.compile(r"[?&;](?:key|access_token)=(?!\[REDACTED\])[^&\s\"']+"
+                     r"|auth_tokens(?:/|%2F)(?!\[REDACTED\])[A-Za-z0-9_-]{8,}", re.IGNORECASE)
+
+
 @dataclass
 class ServerProcess:
     base_url: str
@@ -41,9 +48,20 @@ class ServerProcess:
     cert: Path | None
     process: subprocess.Popen
     log_path: Path
+    # Secrets that must never appear in this server's log: its configured keys, and whatever a
+    # test adds (handles, tokens, wrong keys). Checked when the server's fixture ends.
+    secrets: set[str] = field(default_factory=set)
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")
+
+    def assert_no_secrets(self) -> None:
+        log = self.log()
+        leaked = sorted(s for s in self.secrets if s in log)
+        assert not leaked, f"{len(leaked)} secret(s) in the log of the server on port {self.port}"
+        found = _LEAKED.search(log)
+        assert found is None, f"an unredacted credential in the log of the server on port {self.port}: " \
+                              f"{found.group(0)[:24]}…"
 
     def stop(self, sig: int = signal.SIGTERM) -> None:
         if self.process.poll() is None:
@@ -85,7 +103,7 @@ def start_server(data_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> It
                                        env={**os.environ, **(env or {})})
         scheme = "https" if tls else "http"
         server = ServerProcess(f"{scheme}://127.0.0.1:{port}", port, data_dir / "tls" / "cert.pem" if tls else None,
-                               process, log_path)
+                               process, log_path, configured_keys(config, args, env))
         started.append(server)
         if wait:
             wait_healthy(server)
@@ -95,6 +113,17 @@ def start_server(data_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> It
     yield start
     for server in started:
         server.stop()
+    for server in started:
+        server.assert_no_secrets()
+
+
+def configured_keys(config: str, args: tuple[str, ...], env: dict | None) -> set[str]:
+    """The API keys a server is started with: its config's, --api-key's and OPENLIVE_API_KEYS'."""
+    keys = set(tomllib.loads(config).get("server", {}).get("api_keys", ()))
+    keys |= {value for flag, value in zip(args, args[1:]) if flag == "--api-key"}
+    keys |= {k.strip() for k in (env or {}).get("OPENLIVE_API_KEYS", "").split(",") if k.strip()}
+    # The redaction cuts out configured keys of 4 characters or more wherever they stand.
+    return {k for k in keys if len(k) >= 4}
 
 
 @pytest.fixture(autouse=True)
@@ -108,6 +137,8 @@ def _stop_servers_of_this_test(start_server: Callable[..., ServerProcess]) -> It
     yield
     for server in started[before:]:
         server.stop()
+    for server in started[before:]:
+        server.assert_no_secrets()
 
 
 def wait_healthy(server: ServerProcess, timeout: float = 180.0) -> None:
