@@ -15,7 +15,9 @@ decides how long to wait.
 
 Each model alone misleads: synthetic or read speech falls in pitch at every pause, so smart-turn
 calls fragments complete; a terse but finished "Madrid" reads as a fragment. Both agreeing is
-the fast path; disagreement costs about a second, never a cut-off sentence. A model that is off,
+the fast path; disagreement costs about a second, never a cut-off sentence. Plainly finished
+words need less from the audio model (only that it is not sure of the opposite): it hears a
+question's rising end as unfinished. A model that is off,
 failed, or has nothing to read (an empty transcript) abstains. Words the recognizer was unsure
 of (a low mean log-probability: mumbled, noisy, or cut mid-word) are no evidence that the
 thought is finished: the text model's vote then counts as "not complete".
@@ -55,6 +57,11 @@ class EndOfTurnPolicy:
     # The text model's P(message ends here) at or above which it votes "complete". Finished
     # requests score 0.03-0.96, fragments 0.00-0.01 (engines/turn/text_completion.py).
     text_threshold: float = 0.02
+    # Words that plainly finish a request ("Can you tell me a fun fact about the moon", 0.40) need
+    # less from the audio model, which hears a question's rising end as unfinished (0.16-0.40):
+    # then it votes "complete" unless it is sure of the opposite.
+    strong_text_threshold: float = 0.25
+    audio_doubt_threshold: float = 0.1
     check_ms: int = 100  # quiet before the models are asked
     # The quiet that ends a turn both models call complete. The audio model was trained on
     # utterances that end with about 0.2 s of silence, and scores fragments as complete when
@@ -70,9 +77,12 @@ class EndOfTurnPolicy:
         """How much quiet ends the turn, given each model's estimate (None: it abstains).
 
         None means no model has an opinion: the detector's END at `max_wait_ms` decides."""
-        votes = [p >= limit for p, limit in ((audio, self.threshold), (text, self.text_threshold)) if p is not None]
-        if text is not None and transcript_logprob is not None and transcript_logprob < self.min_transcript_logprob:
-            votes[-1] = False  # unsure words prove nothing about the sentence being finished
+        words_unsure = transcript_logprob is not None and transcript_logprob < self.min_transcript_logprob
+        # Unsure words prove nothing about the sentence being finished.
+        text_complete = text is not None and text >= self.text_threshold and not words_unsure
+        strong_text = text_complete and text is not None and text >= self.strong_text_threshold
+        audio_limit = self.audio_doubt_threshold if strong_text else self.threshold
+        votes = ([audio >= audio_limit] if audio is not None else []) + ([text_complete] if text is not None else [])
         if not votes:
             return None
         if all(votes):
