@@ -26,6 +26,22 @@ GUIDANCE = ("You are a helpful assistant in a live conversation with the user. W
             "about it, or whether you remember it, say it back.")
 
 
+def llama_params(model_path: Path, *, n_ctx: int, n_parallel: int, n_threads: int, verbosity: int = -1) -> Any:
+    """llama.cpp server settings for one GGUF model in this process (xllamacpp.CommonParams)."""
+    import xllamacpp  # heavy native module: imported only when an engine is really used
+
+    params = xllamacpp.CommonParams()
+    params.model.path = str(model_path)
+    # n_ctx is shared by the parallel slots: each gets n_ctx / n_parallel.
+    params.n_ctx = n_ctx
+    params.n_parallel = n_parallel
+    params.cpuparams.n_threads = n_threads
+    params.cpuparams_batch.n_threads = n_threads
+    params.cache_prompt = True  # a conversation is a growing prefix: reuse its KV cache
+    params.verbosity = verbosity
+    return params
+
+
 class EmbeddedLlamaEngine:
     def __init__(
         self,
@@ -52,17 +68,10 @@ class EmbeddedLlamaEngine:
         self._client: OpenAICompatEngine | None = None
 
     def _load(self) -> Any:
-        import xllamacpp  # heavy native module: imported only when the engine is really used
+        import xllamacpp
 
-        params = xllamacpp.CommonParams()
-        params.model.path = str(self.model_path)
-        # n_ctx is shared by the parallel slots: each session gets n_ctx / n_parallel.
-        params.n_ctx = self.n_ctx
-        params.n_parallel = self.n_parallel
-        params.cpuparams.n_threads = self.n_threads
-        params.cpuparams_batch.n_threads = self.n_threads
-        params.cache_prompt = True  # a session's history is a growing prefix: reuse its KV cache
-        params.verbosity = self.verbosity
+        params = llama_params(self.model_path, n_ctx=self.n_ctx, n_parallel=self.n_parallel,
+                              n_threads=self.n_threads, verbosity=self.verbosity)
         params.warmup = True
         if self.draft_model_path is not None:
             # Speculative decoding: a small model of the same tokenizer family drafts a few tokens,

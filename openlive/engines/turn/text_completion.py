@@ -78,15 +78,10 @@ class TextTurnModel:
     def _load(self) -> tuple[Any, str, str]:
         import xllamacpp  # heavy native module: imported only when the engine is really used
 
-        params = xllamacpp.CommonParams()
-        params.model.path = str(self.model_path)
-        params.n_ctx = 1024  # a system line and one utterance's words
-        params.n_parallel = 1
-        params.cpuparams.n_threads = self.n_threads
-        params.cpuparams_batch.n_threads = self.n_threads
-        params.cache_prompt = True
-        params.verbosity = -1
-        server = xllamacpp.Server(params)
+        from ..llm.embedded import llama_params
+
+        # One slot with room for a system line and one utterance's words.
+        server = xllamacpp.Server(llama_params(self.model_path, n_ctx=1024, n_parallel=1, n_threads=self.n_threads))
         base = str(server.listening_address).rstrip("/")
         # The model's own chat template, rendered once: what comes before the user's words is the
         # cached prefix; what comes right after them starts with its end-of-message token.
