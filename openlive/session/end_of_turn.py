@@ -22,7 +22,7 @@ failed, or has nothing to read (an empty transcript) abstains. Words the recogni
 of (a low mean log-probability: mumbled, noisy, or cut mid-word) are no evidence that the
 thought is finished: the text model's vote then counts as "not complete".
 
-The models are asked early (check_ms, 100 ms of quiet), so that their ~0.1-0.3 s of work overlaps
+The models are asked early (check_ms, 96 ms of quiet), so that their ~0.1-0.3 s of work overlaps
 the quiet the fast path needs anyway (quick_quiet_ms, 200 ms). The audio model is shown the
 quiet it would have heard by then (`with_quiet`): it was trained on utterances that end with
 about 0.2 s of silence, and scores finished sentences lower when shown less.
@@ -62,7 +62,8 @@ class EndOfTurnPolicy:
     # then it votes "complete" unless it is sure of the opposite.
     strong_text_threshold: float = 0.25
     audio_doubt_threshold: float = 0.1
-    check_ms: int = 100  # quiet before the models are asked
+    # Quiet before the models are asked: three 32 ms frames of the voice activity detector.
+    check_ms: int = 96
     # The quiet that ends a turn both models call complete. The audio model was trained on
     # utterances that end with about 0.2 s of silence, and scores fragments as complete when
     # given much more.

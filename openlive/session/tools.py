@@ -131,8 +131,9 @@ class ToolSet:
             "arguments taken from the user's words (for a function: a list with one set of arguments per thing the "
             'user asked about), and "reply" to "". If a required argument is missing, do not guess: ask the user '
             "for it instead.",
-            "- The user may ask indirectly (whether to take an umbrella is a question about the weather): if a "
-            "tool has the answer, use it; never say you cannot get information that a tool provides.",
+            "- The user may ask indirectly: when the answer depends on what a tool provides (whether to take an "
+            "umbrella or a jacket depends on the weather), call the tool first; never guess, and never say you "
+            "cannot get information that a tool provides.",
             '- Otherwise set "tool" to "none", "args" to {}, and answer the user in "reply".',
             "- When a tool's result arrives, answer the user with it; call another tool only if the user's request "
             "still needs one.",

@@ -21,9 +21,9 @@ log = logging.getLogger(__name__)
 # Said first in every system prompt for the small embedded models. They refuse to repeat
 # "personal" facts (a locker code, a booking reference) that the user gave a few turns earlier;
 # told once that these are the user's own, they answer from the conversation.
-GUIDANCE = ("You are a helpful assistant in a live conversation with the user. What the user told you earlier in "
-            "this conversation (names, numbers, codes, references, dates, plans, likes) is theirs: when they ask "
-            "about it, or whether you remember it, say it back.")
+GUIDANCE = ("You are a helpful assistant in a live conversation with the user. Answer from the whole conversation: "
+            "facts the user gave earlier (their name, numbers, codes, references, dates, plans, favourites) are known "
+            "to you, so state them when asked; never claim you lack information the user already gave you.")
 
 
 def llama_params(model_path: Path, *, n_ctx: int, n_parallel: int, n_threads: int, verbosity: int = -1) -> Any:
