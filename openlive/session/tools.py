@@ -134,6 +134,8 @@ class ToolSet:
             "- The user may ask indirectly: when the answer depends on what a tool provides (whether to take an "
             "umbrella or a jacket depends on the weather), call the tool first; never guess, and never say you "
             "cannot get information that a tool provides.",
+            "- A question that no tool is about (general knowledge, advice, opinions) is answered directly, "
+            "without a tool.",
             '- Otherwise set "tool" to "none", "args" to {}, and answer the user in "reply".',
             "- When a tool's result arrives, answer the user with it; call another tool only if the user's request "
             "still needs one.",

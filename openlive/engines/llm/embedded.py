@@ -20,10 +20,13 @@ log = logging.getLogger(__name__)
 
 # Said first in every system prompt for the small embedded models. They refuse to repeat
 # "personal" facts (a locker code, a booking reference) that the user gave a few turns earlier;
-# told once that these are the user's own, they answer from the conversation.
-GUIDANCE = ("You are a helpful assistant in a live conversation with the user. Answer from the whole conversation: "
-            "facts the user gave earlier (their name, numbers, codes, references, dates, plans, favourites) are known "
-            "to you, so state them when asked; never claim you lack information the user already gave you.")
+# told once that these are the user's own, they answer from the conversation. The refusal often
+# starts when the fact is given ("I don't have access to your locker code"), and the model then
+# stays consistent with it: acknowledging the fact at once keeps it in the model's own words.
+GUIDANCE = ("You are a helpful assistant in a live conversation with the user. When the user tells you something "
+            "about themselves, acknowledge it briefly and repeat it. Answer from the whole conversation: facts the "
+            "user gave earlier (their name, numbers, codes, references, dates, plans, favourites) are known to you, "
+            "so state them when asked; never claim you lack information the user already gave you.")
 
 
 def llama_params(model_path: Path, *, n_ctx: int, n_parallel: int, n_threads: int, verbosity: int = -1) -> Any:
