@@ -254,14 +254,19 @@ def city_matches(location: object, city: str) -> bool:
 
 
 # About fifteen common function words per language; a reply is in the language with the most hits.
+# A word in more than one list ("una", "con", "del") tells nothing and counts for none: an Italian
+# reply full of "del" and "la" once scored as Spanish.
 _STOPWORDS = {
     "en": "the is are and of to it this that with for you was be what",
     "fr": "le les est et une des du ce qui dans pour pas sont avec au je vous",
     "es": "el los las es y una del por con para está son muy pero como",
     "de": "der die das ist und ein eine nicht mit den dem zu sind auf ich",
-    "it": "il lo gli è e una di che della per sono con non molto anche",
+    "it": "il lo gli è e una di che della del nel tra cui per sono con non molto anche più",
 }
-STOPWORDS: dict[str, frozenset[str]] = {language: frozenset(words.split()) for language, words in _STOPWORDS.items()}
+_SHARED = {word for language, words in _STOPWORDS.items() for word in words.split()
+           if any(word in other.split() for lang, other in _STOPWORDS.items() if lang != language)}
+STOPWORDS: dict[str, frozenset[str]] = {language: frozenset(words.split()) - _SHARED
+                                        for language, words in _STOPWORDS.items()}
 
 
 def language_hits(text: str) -> dict[str, int]:

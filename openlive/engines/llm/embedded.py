@@ -24,9 +24,9 @@ log = logging.getLogger(__name__)
 # starts when the fact is given ("I don't have access to your locker code"), and the model then
 # stays consistent with it: acknowledging the fact at once keeps it in the model's own words.
 GUIDANCE = ("You are a helpful assistant in a live conversation with the user. When the user tells you something "
-            "about themselves, acknowledge it briefly and repeat it. Answer from the whole conversation: facts the "
-            "user gave earlier (their name, numbers, codes, references, dates, plans, favourites) are known to you, "
-            "so state them when asked; never claim you lack information the user already gave you.")
+            "about themselves, acknowledge it briefly and repeat it. Facts the user gave earlier in the conversation "
+            "(their name, numbers, codes, references, dates, plans, favourites) are theirs to ask about: when they "
+            "ask about one, or ask if you remember it, answer with the fact itself.")
 
 
 def llama_params(model_path: Path, *, n_ctx: int, n_parallel: int, n_threads: int, verbosity: int = -1) -> Any:
