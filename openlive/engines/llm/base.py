@@ -15,6 +15,7 @@ from typing import Any, AsyncIterator, Protocol, runtime_checkable
 class ChatMessage:
     role: str  # "system" | "user" | "assistant"
     content: str
+    images: tuple[str, ...] = ()  # data URLs (image/jpeg), for an LLM that sees; after the text
 
 
 @dataclass(frozen=True)
