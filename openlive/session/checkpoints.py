@@ -201,6 +201,7 @@ class Checkpoints:
             conversation.tools = ToolSet.from_setup(conversation.tool_decls)
         conversation.history = [Turn(t.role, t.text, t.tokens or 0, [] if t.tokens is not None else [t.text],
                                      t.media_tokens) for t in snapshot.history]
+        conversation.seen = any(t.role == "user" and "[camera]" in t.text for t in conversation.history)
         if self.camera is not None:
             self.camera.restore(snapshot.camera)  # what the camera showed last, before the disconnect
         self.tool_calls.background = {k: (v[0], v[1]) for k, v in snapshot.background_calls.items()}

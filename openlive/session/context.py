@@ -25,7 +25,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from ..engines.llm.base import ChatMessage, ChatRequest, LLMEngine, SamplingParams, count_tokens
+from ..engines.llm.base import CAMERA_GUIDANCE, ChatMessage, ChatRequest, LLMEngine, SamplingParams, count_tokens
 from ..protocol.errors import ProtocolError, invalid_argument
 from ..protocol.messages import ContextWindowCompressionConfig, Tool
 from .languages import language_instruction
@@ -123,6 +123,7 @@ class Conversation:
         self.version = 0  # bumped by every change a resumption snapshot would hold
         self._media_tokens = 0  # video frames seen since the last user turn
         self.max_images = 2  # frames an LLM that sees gets in one request (the latest)
+        self.seen = False  # camera notes are in the history
         self._counted_system: tuple[str, int] = ("", 0)
         self._deferred: list[Callable[[], None]] = []  # updates waiting for the reply to end
 
@@ -147,6 +148,7 @@ class Conversation:
         """What the camera showed since the last turn, put before the words of the user turn about
         to be answered (or as a user turn of its own): where in the conversation it was seen."""
         text = "\n".join(notes)
+        self.seen = self.seen or bool(notes)
         if self.history and self.history[-1].role == "user":
             self.version += 1
             turn = self.history[-1]
@@ -198,6 +200,8 @@ class Conversation:
         # prompt prefix the LLM server's cache already holds; the language last, where small
         # models heed it ("answer in German" early on made one answer "Berlin" to anything).
         parts = [text for text in (self.guidance, self.system_instruction) if text]
+        if self.seen and CAMERA_GUIDANCE not in self.guidance:
+            parts.append(CAMERA_GUIDANCE)  # an engine with no guidance of its own, once there are notes
         if self.modality == "AUDIO":
             parts.insert(1 if self.guidance else 0, "Your answers are spoken aloud: use short plain sentences, with "
                                                     "no markdown, lists, code or emoji.")

@@ -13,17 +13,18 @@ import os
 from pathlib import Path
 from typing import Any, AsyncIterator
 
-from .base import ChatChunk, ChatRequest, EngineError, estimate_tokens
+from .base import CAMERA_GUIDANCE, ChatChunk, ChatRequest, EngineError, estimate_tokens
 from .openai_compat import OpenAICompatEngine
 
 log = logging.getLogger(__name__)
 
 # Said first in every system prompt for the small embedded models. They refuse to repeat
 # "personal" facts (a locker code, a booking reference) that the user gave a few turns earlier;
-# told once that these are the user's own, they answer from the conversation.
+# told once that these are the user's own, they answer from the conversation. Told what the
+# camera notes are, they answer "what does the sign say?" from them instead of "I cannot see".
 GUIDANCE = ("You are a helpful assistant in a live conversation with the user. What the user told you earlier in "
             "this conversation (names, numbers, codes, references, dates, plans, likes) is theirs: when they ask "
-            "about it, or whether you remember it, say it back.")
+            "about it, or whether you remember it, say it back. " + CAMERA_GUIDANCE)
 
 
 class EmbeddedLlamaEngine:
