@@ -16,9 +16,11 @@ A frame's life:
    ("[camera] The frame shows the text: 'EXIT 12'. …") is kept only when it says something the
    last note did not: a camera held on a sign for a minute is one note, not sixty.
 3. When the user's turn is answered, the notes that belong to it (turn coverage, below) go into
-   the conversation just before the user's words. If a frame is still being looked at and no
-   note is ready yet, the turn waits for it briefly (`SETTLE_S`), so "what does the sign say?"
-   right after showing the sign is answered about the sign.
+   the conversation just before the user's words. If the first frame of a view (the first of the
+   session, or after a pause in frames) is still being looked at, the turn waits for it briefly
+   (`SETTLE_S`), so "what does the sign say?" right after showing the sign is answered about
+   the sign. A camera streaming steadily never makes a turn wait: the last view seen is at most
+   a second old.
 
 Turn coverage (`realtimeInputConfig.turnCoverage`): with TURN_INCLUDES_ONLY_ACTIVITY (the
 default) a turn carries what was seen while the user was speaking, and the latest view; what
@@ -32,6 +34,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import logging
+import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -48,6 +51,7 @@ log = logging.getLogger(__name__)
 NOTE_PREFIX = "[camera]"
 MAX_NOTES = 4  # notes kept between two turns: the latest view and what changed just before
 SETTLE_S = 4.0  # the longest a turn waits for a frame still being looked at
+VIEW_GAP_S = 2.0  # frames after a pause this long show a new view (a camera switched on, a picture)
 
 
 @dataclass
@@ -73,6 +77,8 @@ class Camera:
         self.last_seen = ""  # the latest note, whether or not a turn has carried it yet
         self._thumbnail = None  # the last frame looked at, small, to tell a change
         self._looking: set[asyncio.Future[Sight | None]] = set()
+        self._last_frame_at = -VIEW_GAP_S  # monotonic
+        self._new_view = False  # the frames being looked at start a new view: a turn waits for them
         self._warned = False
 
     # ------------------------------------------------------------------ frames in
@@ -91,6 +97,9 @@ class Camera:
                 self._warned = True
                 log.warning("video frames are counted but not seen: [vision] engine is none")
             return
+        now = time.monotonic()
+        self._new_view = self._new_view or now - self._last_frame_at > VIEW_GAP_S
+        self._last_frame_at = now
         future = self.vision.submit(self.key, data, side=self.side, previous=self._thumbnail)
         during = self._speaking()
         self._looking.add(future)
@@ -110,6 +119,7 @@ class Camera:
         if sight is None:
             return  # dropped unseen: a newer frame of this session took its place
         self._thumbnail = sight.thumbnail
+        self._new_view = False
         image = None
         if sight.jpeg is not None:
             image = "data:image/jpeg;base64," + base64.b64encode(sight.jpeg).decode("ascii")
@@ -119,8 +129,8 @@ class Camera:
         if image is not None and sight.changed is False and self.notes and self.notes[-1].image:
             self.notes[-1].image = image  # the same view, newer: replace rather than add
             return
-        if image is None and text == self.last_seen and not during_activity:
-            return  # nothing new to say
+        if image is None and text == self.last_seen:
+            return  # nothing new to say (the latest view is always part of the next turn anyway)
         self.notes.append(Note(text, during_activity, image))
         self.last_seen = text
         self.conversation.version += 1  # what was seen is conversation state: a snapshot holds it
@@ -129,8 +139,8 @@ class Camera:
     # ------------------------------------------------------------------ into a turn
 
     def needs_settling(self) -> bool:
-        """A frame is being looked at and nothing since the last turn is seen yet."""
-        return bool(self._looking) and not self.notes
+        """The first frame of a new view is being looked at, and nothing since the last turn is seen yet."""
+        return bool(self._looking) and self._new_view and not self.notes
 
     async def settle(self, timeout: float = SETTLE_S) -> None:
         """Before a turn is answered: wait for frames being looked at, if nothing is seen yet."""
