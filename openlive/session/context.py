@@ -163,6 +163,16 @@ class Conversation:
         else:
             return  # nothing to say yet: the frames' tokens wait for the next user turn
         turn.images += images
+        if images:
+            self._forget_old_images()
+
+    def _forget_old_images(self) -> None:
+        """Only the latest frames are ever sent again: older ones are not kept (memory stays bounded)."""
+        room = self.max_images
+        for turn in reversed(self.history):
+            if len(turn.images) > room:
+                del turn.images[:len(turn.images) - room]
+            room -= len(turn.images)
 
     def add_media_tokens(self, tokens: int) -> None:
         """Media (video frames) that the next user turn carries into the context."""

@@ -37,7 +37,8 @@ class SavedTurn:
     role: str
     text: str
     tokens: int | None = None
-    media_tokens: int = 0  # the turn's video frames (the frames themselves are not kept)
+    media_tokens: int = 0  # the turn's video frames
+    images: list[str] = field(default_factory=list)  # the latest frames (data URLs), for an LLM that sees
 
 
 @dataclass

@@ -62,6 +62,7 @@ async def test_a_sign_shown_to_the_camera_is_read_back_when_asked(embedded_serve
     async with client(embedded_server).aio.live.connect(model=MODEL, config=text_config()) as session:
         await show(session, image)
         reply = await asyncio.wait_for(ask(session, "What does the sign say?"), 120)
+    print(f"{kind}: {reply!r}")
     assert words in squeeze(reply), reply
 
 
@@ -75,6 +76,7 @@ async def test_a_spoken_question_about_the_sign_is_answered_with_its_words(embed
         await collector.wait(has("turn_complete"), timeout=120)
         await collector.close()
     reply = "".join(m.text or "" for _, m in collector.messages)
+    print(f"heard {collector.input_text()!r}, said {reply!r}")
     assert "sign" in collector.input_text().lower(), collector.input_text()
     assert words in squeeze(reply), reply
 
@@ -84,6 +86,7 @@ async def test_a_solid_colour_frame_is_named_by_its_colour(embedded_server, rgb,
     async with client(embedded_server).aio.live.connect(model=MODEL, config=text_config()) as session:
         await show(session, solid(rgb), frames=1)
         reply = await asyncio.wait_for(ask(session, "What colour do you see?"), 120)
+    print(f"{colour}: {reply!r}")
     assert colour in reply.lower(), reply
 
 
@@ -96,6 +99,7 @@ async def is_anyone_there(server, image) -> str:
 async def test_is_anyone_there_is_answered_by_whether_a_face_is_in_view(embedded_server):
     with_face = await is_anyone_there(embedded_server, face_photo())
     without = await is_anyone_there(embedded_server, landscape())
+    print(f"face: {with_face!r}; no face: {without!r}")
     yes = re.compile(r"\b(yes|someone|somebody|a person|one person)\b", re.IGNORECASE)
     no = re.compile(r"\b(no|nobody|no one|not anyone|empty)\b", re.IGNORECASE)
     assert yes.search(with_face) and not no.search(with_face.split(".")[0]), with_face
@@ -116,6 +120,7 @@ async def test_a_resumed_session_answers_about_a_frame_sent_before_the_disconnec
     config = text_config(session_resumption=types.SessionResumptionConfig(handle=handle))
     async with client(embedded_server).aio.live.connect(model=MODEL, config=config) as session:
         reply = await asyncio.wait_for(ask(session, "What does the sign say?"), 120)
+    print(f"resumed: {reply!r}")
     assert words in squeeze(reply), reply
 
 

@@ -13,7 +13,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 from PIL import Image
 
-from openlive.engines.llm.base import ChatRequest
+from openlive.engines.llm.base import ChatRequest, SamplingParams
 from openlive.engines.llm.openai_compat import OpenAICompatEngine
 from openlive.engines.llm.scripted import ScriptedEngine
 from openlive.engines.vision.base import Sight
@@ -301,3 +301,16 @@ async def test_an_llm_that_sees_gets_the_latest_frames_as_image_url_data_urls(ch
     assert [im.format for im in images] == ["JPEG", "JPEG"]
     assert all(max(im.size) == 768 for im in images)  # downscaled to MEDIUM before sending
     assert [im.getpixel((5, 5))[0] // 20 for im in images] == [10 // 20, 130 // 20]  # the latest two, in order
+
+
+def test_only_the_latest_frames_are_kept_for_an_llm_that_sees():
+    conversation = Conversation(system_instruction="", tools=None, modality="TEXT", language=None,
+                                policy=ContextPolicy(32768, None, 32768))
+    for turn in range(50):
+        conversation.append("user", f"q{turn}")
+        conversation.add_camera_notes(["[camera] A camera frame is attached."] * 3, [f"data:{turn}-{i}" for i in range(3)])
+        conversation.append("model", f"a{turn}")
+    kept = [url for t in conversation.history for url in t.images]
+    assert kept == ["data:49-1", "data:49-2"]
+    request = conversation.chat_request(SamplingParams())
+    assert [m.images for m in request.messages if m.images] == [("data:49-1", "data:49-2")]
