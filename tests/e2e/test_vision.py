@@ -209,3 +209,38 @@ engine = "remote"
     assert kinds == ["text", "image_url"], json.dumps(body)[:400]
     assert message["content"][0]["text"].endswith("What does the sign say?")
     assert message["content"][1]["image_url"]["url"].startswith("data:image/jpeg;base64,/9j/")
+
+
+async def test_frames_faster_than_they_can_be_seen_are_dropped_and_memory_stays_bounded(scripted_server):
+    """Two sessions flood the server with 60 different 1536 px frames each, as fast as they can send,
+    twice: the worker looks at what it can, drops the rest oldest first (counted), the sessions
+    still answer, and the second flood leaves memory where the first did (the first one pays for
+    the OCR models' working memory, once)."""
+    from tests.e2e.test_metrics import sample, scrape
+
+    pictures = [encode(sign(f"GATE {n}", size=(1536, 864))) for n in range(60)]
+    good = genai.Client(api_key="good-key", http_options=types.HttpOptions(base_url=scripted_server.base_url))
+    config = types.LiveConnectConfig(response_modalities=["TEXT"])
+
+    async def flood() -> float:
+        before = scrape(scripted_server)
+        async with good.aio.live.connect(model=MODEL, config=config) as first, \
+                good.aio.live.connect(model=MODEL, config=config) as second:
+            for picture in pictures:
+                for session in (first, second):
+                    await session.send_realtime_input(video=types.Blob(data=picture, mime_type="image/jpeg"))
+            reply = await asyncio.wait_for(ask(first, "hello"), 60)  # the session still answers
+            assert reply.startswith("You said:")
+        return sample(scrape(scripted_server), "openlive_frames_dropped_total", kind="video") - \
+            sample(before, "openlive_frames_dropped_total", kind="video")
+
+    first_dropped = await flood()
+    await asyncio.sleep(1.0)
+    rss_after_first = rss_kib(scripted_server)
+    second_dropped = await flood()
+    await asyncio.sleep(1.0)
+    grown_mib = (rss_kib(scripted_server) - rss_after_first) / 1024
+    print(f"dropped {first_dropped:.0f} and {second_dropped:.0f} of 120 frames; the second flood grew RSS by "
+          f"{grown_mib:.1f} MiB (to {rss_kib(scripted_server) / 1024:.0f} MiB)")
+    assert first_dropped >= 60 and second_dropped >= 60  # far more came than one worker could look at
+    assert grown_mib < 50
