@@ -6,12 +6,9 @@ headless one is used). Without it frames are still described, without their text
 
 from __future__ import annotations
 
-import logging
 import threading
 
 import numpy as np
-
-log = logging.getLogger(__name__)
 
 MIN_SCORE = 0.6  # recognition confidence below which a reading is more likely noise than text
 MAX_LINES = 8

@@ -103,7 +103,7 @@ class SharedVision:
                 result, error = sight, None
             except FrameError as exc:
                 result, error = None, exc
-            except Exception as exc:  # a model failure loses one frame, never the worker
+            except Exception:  # a model failure loses one frame, never the worker
                 log.exception("vision engine failed on a frame")
                 result, error = None, None
             try:
