@@ -132,7 +132,7 @@ class Camera:
         if image is None and text == self.last_seen:
             return  # nothing new to say (the latest view is always part of the next turn anyway)
         self.notes.append(Note(text, during_activity, image))
-        self.last_seen = text
+        self.last_seen = self.conversation.view = text
         self.conversation.version += 1  # what was seen is conversation state: a snapshot holds it
         self._changed()
 
@@ -168,11 +168,13 @@ class Camera:
         """Notes not yet part of a turn, for a snapshot."""
         return [n.text for n in self.notes]
 
-    def restore(self, notes: list[str]) -> None:
-        for text in notes[-MAX_NOTES:]:
+    def restore(self, said: list[str], pending: list[str]) -> None:
+        """After a resume: the last note the history holds, and the notes no turn carried yet."""
+        for text in pending[-MAX_NOTES:]:
             self.notes.append(Note(text, False))
-        if notes:
-            self.last_seen = notes[-1]
+        latest = (said + pending)[-1:]
+        if latest:
+            self.last_seen = self.conversation.view = latest[0]
 
     def aclose(self) -> None:
         for future in self._looking:

@@ -201,8 +201,11 @@ class Checkpoints:
             conversation.tools = ToolSet.from_setup(conversation.tool_decls)
         conversation.history = [Turn(t.role, t.text, t.tokens or 0, [] if t.tokens is not None else [t.text],
                                      t.media_tokens, list(t.images)) for t in snapshot.history]
-        conversation.seen = any(t.role == "user" and "[camera]" in t.text for t in conversation.history)
+        notes = [line for t in conversation.history if t.role == "user" for line in t.text.splitlines()
+                 if line.startswith("[camera]")]
+        conversation.seen = bool(notes)
         if self.camera is not None:
-            self.camera.restore(snapshot.camera)  # what the camera showed last, before the disconnect
+            # What the camera showed last, before the disconnect: still in view until a frame says otherwise.
+            self.camera.restore(notes[-1:], snapshot.camera)  # what the camera showed last, before the disconnect
         self.tool_calls.background = {k: (v[0], v[1]) for k, v in snapshot.background_calls.items()}
         log.info("resumed conversation %s: %d turns", self.lineage, len(conversation.history))

@@ -124,6 +124,7 @@ class Conversation:
         self._media_tokens = 0  # video frames seen since the last user turn
         self.max_images = 2  # frames an LLM that sees gets in one request (the latest)
         self.seen = False  # camera notes are in the history
+        self.view = ""  # the latest camera note: what is in view now
         self._counted_system: tuple[str, int] = ("", 0)
         self._deferred: list[Callable[[], None]] = []  # updates waiting for the reply to end
 
@@ -266,10 +267,23 @@ class Conversation:
                 log.info("context window: dropped the %d oldest turns (%d tokens); %d tokens remain",
                          cut, dropped, total - dropped)
                 total -= dropped
+                total += await self._keep_view(llm)
         if total > policy.window:
             raise window_exceeded(total, policy.window)
         if self.budget is not None:
             await self.budget.admit(total)
+
+    async def _keep_view(self, llm: LLMEngine) -> int:
+        """The window dropped the turn that said what is in view while the view stayed the same: say it
+        again before the turn being answered, or the model would answer as if it saw nothing."""
+        if not self.view or not self.history or self.history[-1].role != "user" \
+                or any(self.view in t.text for t in self.history):
+            return 0
+        turn = self.history[-1]
+        tokens = await count_tokens(llm, self.view)
+        turn.text = f"{self.view}\n{turn.text}"
+        turn.tokens += tokens
+        return tokens
 
     def _drop_old_frames(self, excess: int) -> int:
         """Old frames go before old words: the frames of the oldest turns, until `excess` tokens are

@@ -314,3 +314,18 @@ def test_only_the_latest_frames_are_kept_for_an_llm_that_sees():
     assert kept == ["data:49-1", "data:49-2"]
     request = conversation.chat_request(SamplingParams())
     assert [m.images for m in request.messages if m.images] == [("data:49-1", "data:49-2")]
+
+
+async def test_the_view_is_said_again_when_the_sliding_window_dropped_the_turn_that_said_it(vision):
+    session, _, engine = await open_session(
+        vision, contextWindowCompression={"triggerTokens": 600, "slidingWindow": {"targetTokens": 300}})
+    await session.handle(video(frame(61)))
+    await session.handle(user("What does the sign say?"))
+    await settle(session)
+    assert "SIGN 61" in last_user(engine)
+    for n in range(6):  # long turns while the camera stays on the same sign
+        await session.handle(video(frame(61)))
+        await session.handle(user(f"Tell me about topic {n}. " + "words " * 60))
+        await settle(session)
+    assert not any("What does the sign say?" in t.text for t in session.conversation.history)  # its turn is gone
+    assert "SIGN 61" in last_user(engine)  # but the last question still comes with the view
