@@ -144,6 +144,8 @@ def _add_talk_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--code-execution", action="store_true", help="let the model run Python (codeExecution)")
     parser.add_argument("--search", action="store_true", help="let the model search (googleSearch)")
     parser.add_argument("--text", action="store_true", help="type instead of speaking; replies as text")
+    parser.add_argument("--image", type=Path, help="show the model a picture (JPEG, PNG or WebP) as a video frame, or "
+                        "a folder of them as frames one a second, in name order")
     parser.add_argument("--input", type=Path, help="headless: a WAV file to say (16-bit PCM, any rate)")
     parser.add_argument("--output", type=Path, help="headless: where to write the spoken reply (24 kHz WAV)")
     parser.add_argument("--fast", action="store_true", help="headless: send the WAV faster than real time")

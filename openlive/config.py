@@ -32,6 +32,10 @@ Engines and model names are rows in tables the user extends; nothing is chosen b
     base_url = "http://10.0.0.5:8000/v1"
     model = "Qwen/Qwen2.5-7B-Instruct"
 
+    [vision]                         # video frames: how the model sees them
+    engine = "embedded"              # embedded (text, faces, colours, as words) | remote (the LLM,
+                                     # an OpenAI-compatible vision model, gets the frames) | none
+
     [models]                         # Live API model names -> LLM engine name
     "gemini-live-2.5-flash-preview" = "big"
     "my-agent" = { llm = "default", display_name = "My agent" }
@@ -190,6 +194,27 @@ class CodeConfig:
     max_file_mb: int = 8
 
 
+VISION_ENGINE_KINDS = ("embedded", "remote", "none")
+
+
+@dataclass(frozen=True)
+class VisionConfig:
+    """How video frames (realtimeInput.video, inline images) are seen, and what a frame may be.
+
+    embedded: described in words by a small offline pipeline (RapidOCR for text, OpenCV for faces,
+    colours and brightness); the LLM reads the description. remote: every LLM in use is an
+    OpenAI-compatible vision model, and the frames themselves go into its chat request as
+    image_url data URLs. none: frames are checked and counted, not seen."""
+
+    engine: str = "embedded"
+    read_text: bool = True  # embedded: OCR (the slow part, ~0.3 s a frame on one core)
+    find_faces: bool = True  # embedded: OpenCV's Haar cascade
+    ocr_threads: int = 1
+    max_waiting: int = 8  # frames waiting for the worker across all sessions; older ones are dropped
+    max_frame_bytes: int = 8 << 20  # one frame, encoded
+    max_frame_pixels: int = 8192 * 8192  # width × height, read from the header before decoding
+
+
 @dataclass(frozen=True)
 class SessionsConfig:
     """How long a connection lasts and how long a conversation can be resumed."""
@@ -252,6 +277,7 @@ class Config:
     turn: TurnConfig = field(default_factory=TurnConfig)
     search: SearchConfig = field(default_factory=SearchConfig)
     code: CodeConfig = field(default_factory=CodeConfig)
+    vision: VisionConfig = field(default_factory=VisionConfig)
     sessions: SessionsConfig = field(default_factory=SessionsConfig)
     limits: LimitsConfig = field(default_factory=LimitsConfig)
     store: StoreConfig = field(default_factory=StoreConfig)
@@ -324,6 +350,18 @@ class Config:
             raise ConfigError("[search] provider 'http' needs url")
         if self.speech.default_voice not in self.voices:
             raise ConfigError(f"[speech] default_voice {self.speech.default_voice!r} is not a configured voice")
+        vision = self.vision
+        if vision.engine not in VISION_ENGINE_KINDS:
+            raise ConfigError(f"[vision] engine must be one of {', '.join(VISION_ENGINE_KINDS)}")
+        if vision.engine == "remote":
+            blind = [name for name in self.used_llms if self.llms[name].engine != "openai"]
+            if blind:
+                raise ConfigError(f"[vision] engine 'remote' sends frames to the LLM itself, but [llm.{blind[0]}] is "
+                                  "not an OpenAI-compatible server (engine = \"openai\") that could read them")
+        if vision.max_waiting < 1 or vision.max_frame_bytes < 1 or vision.max_frame_pixels < 1 \
+                or vision.ocr_threads < 1:
+            raise ConfigError("[vision] max_waiting, max_frame_bytes, max_frame_pixels and ocr_threads must be at "
+                              "least 1")
         if self.store.backend not in ("sqlite", "redis"):
             raise ConfigError("[store] backend must be sqlite or redis")
         if self.store.backend == "redis" and not self.store.url:
@@ -408,13 +446,13 @@ def load_config(path: Path | None = None, **overrides: Any) -> Config:
         except (OSError, tomllib.TOMLDecodeError, JSONLimitError) as exc:
             raise ConfigError(f"cannot read config {path}: {exc}") from exc
     unknown = set(data) - {"server", "llm", "models", "voices", "speech", "asr", "turn", "search", "code",
-                           "sessions", "limits", "store"}
+                           "vision", "sessions", "limits", "store"}
     if unknown:
         raise ConfigError(f"unknown section(s) in {path}: {', '.join(sorted(unknown))}")
     server = dict(data.get("server", {}))
     allowed_server = {f for f in Config.__dataclass_fields__
-                      if f not in ("llms", "models", "voices", "speech", "asr", "turn", "search", "code", "sessions",
-                                   "limits", "store")}
+                      if f not in ("llms", "models", "voices", "speech", "asr", "turn", "search", "code", "vision",
+                                   "sessions", "limits", "store")}
     unknown = set(server) - allowed_server
     if unknown:
         raise ConfigError(f"[server]: unknown setting(s) {', '.join(sorted(unknown))}")
@@ -436,6 +474,7 @@ def load_config(path: Path | None = None, **overrides: Any) -> Config:
         search_table["folder"] = Path(search_table["folder"]).expanduser()
     search = _table(SearchConfig, "search", search_table)
     code = _table(CodeConfig, "code", data.get("code", {}))
+    vision = _table(VisionConfig, "vision", data.get("vision", {}))
     sessions = _table(SessionsConfig, "sessions", data.get("sessions", {}))
     limits = _table(LimitsConfig, "limits", data.get("limits", {}))
     store_table = dict(data.get("store", {}))
@@ -443,7 +482,7 @@ def load_config(path: Path | None = None, **overrides: Any) -> Config:
         store_table["path"] = Path(store_table["path"]).expanduser()
     store = _table(StoreConfig, "store", store_table)
     config = Config(**server, llms=llms, models=models, voices=voices, speech=speech, asr=asr, turn=turn, search=search,
-                    code=code, sessions=sessions, limits=limits, store=store)
+                    code=code, vision=vision, sessions=sessions, limits=limits, store=store)
 
     env_keys = tuple(k.strip() for k in os.environ.get("OPENLIVE_API_KEYS", "").split(",") if k.strip())
     llm_model = overrides.pop("llm_model", None)

@@ -48,8 +48,9 @@ FIRST_TOKEN = Histogram("openlive_llm_first_token_seconds",
 IN_FLIGHT = Gauge("openlive_engine_requests_in_flight",
                   "Engine requests sessions are waiting on (queued or running), by engine kind.", ["engine"],
                   registry=REGISTRY)
-FRAMES_DROPPED = Counter("openlive_frames_dropped", "Client media frames dropped unseen, by kind (video: "
-                         "every frame while no vision engine is configured).", ["kind"], registry=REGISTRY)
+FRAMES_DROPPED = Counter("openlive_frames_dropped", "Client media frames dropped unseen, by kind (video: frames "
+                         "that came faster than the vision worker could look at them, broken ones, and every "
+                         "frame while [vision] engine is none).", ["kind"], registry=REGISTRY)
 AUDIO_DROPPED = Counter("openlive_audio_dropped_seconds",
                         "Seconds of user audio dropped: the oldest part of a turn longer than the longest kept.",
                         registry=REGISTRY)

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import sys
@@ -23,7 +24,7 @@ import time
 import wave
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any, AsyncIterator, TextIO
 
 import numpy as np
 
@@ -117,42 +118,88 @@ def _latency_line(clock: TurnClock) -> str:
     return f"latency: {latency:.0f} ms" if latency is not None else "latency: n/a"
 
 
+# ---------------------------------------------------------------------------------- frames
+
+FRAME_TYPES = {".jpg": "image/jpeg", ".jpeg": "image/jpeg", ".png": "image/png", ".webp": "image/webp"}
+FRAME_INTERVAL_S = 1.0  # the Live API takes about one frame a second
+
+
+def read_frames(path: Path | None) -> list[tuple[bytes, str]]:
+    """--image: one picture, or a folder of them in name order, as (bytes, mime type)."""
+    if path is None:
+        return []
+    files = sorted(p for p in path.iterdir() if p.suffix.lower() in FRAME_TYPES) if path.is_dir() else [path]
+    if not files:
+        raise ValueError(f"no .jpg, .png or .webp pictures in {path}")
+    for file in files:
+        if file.suffix.lower() not in FRAME_TYPES:
+            raise ValueError(f"{file}: a frame must be a .jpg, .png or .webp picture")
+    return [(file.read_bytes(), FRAME_TYPES[file.suffix.lower()]) for file in files]
+
+
+async def show_frames(session: LiveSession, frames: list[tuple[bytes, str]]) -> None:
+    """Send the frames as a camera would: one a second."""
+    for index, (data, mime) in enumerate(frames):
+        if index:
+            await asyncio.sleep(FRAME_INTERVAL_S)
+        await session.send_video_frame(data, mime)
+
+
+@contextlib.asynccontextmanager
+async def showing(session: LiveSession, frames: list[tuple[bytes, str]]) -> AsyncIterator[None]:
+    """Frames sent beside the conversation, stopped when it ends."""
+    task = asyncio.create_task(show_frames(session, frames))
+    try:
+        yield
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+
+
 # ---------------------------------------------------------------------------------- text
 
 
 async def talk_text(args: argparse.Namespace, out: TextIO = sys.stdout) -> int:
     interactive = sys.stdin.isatty()
+    frames = read_frames(getattr(args, "image", None))
     async with _model(args, "TEXT").connect() as session:
-        while True:
-            if interactive:
-                print("you: ", end="", file=out, flush=True)
-            line = await asyncio.to_thread(sys.stdin.readline)
-            if not line:
-                return 0
-            if not line.strip():
-                continue
-            clock = TurnClock()
-            await session.send_text(line.strip())
-            clock.user_done()
-            started = False
-            async for message in session.receive_turn():
-                await _answer_tools(session, message, out)
-                if message.text:
-                    clock.reply_byte()
-                    if not started:
-                        print("model: ", end="", file=out)
-                        started = True
-                    print(message.text, end="", file=out, flush=True)
-            if started:
-                print(file=out)
-            print(f"  ({_latency_line(clock)})", file=out, flush=True)
+        await show_frames(session, frames[:1])  # the first before the first question; the rest beside it
+        async with showing(session, frames[1:]):
+            return await _text_turns(session, interactive, out)
+
+
+async def _text_turns(session: LiveSession, interactive: bool, out: TextIO) -> int:
+    while True:
+        if interactive:
+            print("you: ", end="", file=out, flush=True)
+        line = await asyncio.to_thread(sys.stdin.readline)
+        if not line:
+            return 0
+        if not line.strip():
+            continue
+        clock = TurnClock()
+        await session.send_text(line.strip())
+        clock.user_done()
+        started = False
+        async for message in session.receive_turn():
+            await _answer_tools(session, message, out)
+            if message.text:
+                clock.reply_byte()
+                if not started:
+                    print("model: ", end="", file=out)
+                    started = True
+                print(message.text, end="", file=out, flush=True)
+        if started:
+            print(file=out)
+        print(f"  ({_latency_line(clock)})", file=out, flush=True)
 
 
 # ---------------------------------------------------------------------------------- voice
 
 
 async def talk_voice(args: argparse.Namespace, out: TextIO = sys.stdout) -> int:
-    async with _model(args, "AUDIO").connect() as session:
+    frames = read_frames(getattr(args, "image", None))
+    async with _model(args, "AUDIO").connect() as session, showing(session, frames):
         conversation = await session.start_audio_conversation(echo_gate=not args.no_echo_gate)
         print("Listening: speak (Ctrl-C to stop).", file=sys.stderr, flush=True)
         heard: list[str] = []
@@ -255,10 +302,12 @@ async def talk_headless(args: argparse.Namespace, out: TextIO = sys.stdout) -> i
         print("openlive talk: headless mode needs both --input and --output", file=sys.stderr)
         return 2
     pcm = read_wav(args.input)
+    frames = read_frames(getattr(args, "image", None))
     reply = _Reply()
     async with _model(args, "AUDIO").connect() as session:
         collector = asyncio.create_task(_collect(session, reply, out))
         try:
+            await show_frames(session, frames)  # what the question is about comes before it
             await _say(session, pcm, reply, fast=args.fast)
             await asyncio.wait_for(asyncio.shield(collector), args.timeout)
         except TimeoutError:

@@ -6,7 +6,7 @@ import asyncio
 import logging
 from pathlib import Path
 
-from ..config import ASRConfig, Config, LLMConfig, SearchConfig, TurnConfig
+from ..config import ASRConfig, Config, LLMConfig, SearchConfig, TurnConfig, VisionConfig
 from .llm.base import LLMEngine
 from .llm.embedded import EmbeddedLlamaEngine
 from .llm.openai_compat import OpenAICompatEngine
@@ -23,6 +23,9 @@ from .turn.smart_turn import DEFAULT_TURN_MODEL_ID, SmartTurn, resolve_turn_mode
 from .turn.text_completion import TextTurnModel
 from .weights import ModelPreparationError
 from .vad.silero import SileroVAD
+from .vision.embedded import EmbeddedVision, ImagesOnly
+from .vision.images import FrameLimits
+from .vision.service import SharedVision
 
 log = logging.getLogger(__name__)
 
@@ -115,6 +118,18 @@ async def build_search(search: SearchConfig) -> SearchProvider | None:
     return None
 
 
+def build_vision(vision: VisionConfig) -> SharedVision | None:
+    if vision.engine == "none":
+        return None
+    engine = ImagesOnly() if vision.engine == "remote" else EmbeddedVision(
+        read_text=vision.read_text, find_faces=vision.find_faces, ocr_threads=vision.ocr_threads)
+    return SharedVision(engine, max_waiting=vision.max_waiting)
+
+
+def frame_limits(vision: VisionConfig) -> FrameLimits:
+    return FrameLimits(max_bytes=vision.max_frame_bytes, max_pixels=vision.max_frame_pixels)
+
+
 class Engines:
     """The engines a server uses, started once and shared by every session."""
 
@@ -127,6 +142,8 @@ class Engines:
         self.turn_model: SharedTurnModel | None = None
         self.text_turn_model: TextTurnModel | None = None
         self.search: SearchProvider | None = None
+        self.vision: SharedVision | None = None
+        self.frame_limits = frame_limits(config.vision)
         self.sandbox = Sandbox(SandboxLimits(**vars(config.code)))
         self.ready = asyncio.Event()
         self.error: BaseException | None = None
@@ -153,6 +170,11 @@ class Engines:
                 name for name, on in ((self.config.turn.model, self.turn_model),
                                       (self.config.turn.text_model, self.text_turn_model)) if on) or "silence")
             self.search = await build_search(self.config.search)
+            vision = build_vision(self.config.vision)
+            if vision is not None:
+                await vision.load()
+            self.vision = vision
+            log.info("vision: %s", self.config.vision.engine)
             ok, why = await asyncio.to_thread(self.sandbox.available)
             log.info("code execution %s", "ready (bubblewrap sandbox)" if ok else f"unavailable: {why}")
             self.ready.set()
@@ -185,6 +207,9 @@ class Engines:
         elif self.asr is not None:
             self.asr.close()
         self.asr = None
+        if self.vision is not None:
+            self.vision.close()
+            self.vision = None
         if self.turn_model is not None:
             self.turn_model.close()
             self.turn_model = None

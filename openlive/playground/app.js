@@ -3,6 +3,7 @@
 
 import { LiveClient, base64ToBytes, liveUrl } from "./live-client.js";
 import { Microphone, Player } from "./audio.js";
+import { FrameSource } from "./camera.js";
 import { WEATHER_DECLARATION, answerCall } from "./tools.js";
 
 const $ = (id) => document.getElementById(id);
@@ -30,6 +31,7 @@ let audioCtx = null;
 let client = null;
 let player = null;
 let mic = null;
+let frames = null; // the camera or the shared screen, whichever is on (one at a time)
 let modality = "AUDIO";
 let userEntry = null; // the user bubble being filled by inputTranscription
 let modelEntry = null; // the model bubble being filled by the reply
@@ -66,6 +68,8 @@ async function init() {
   $("api-key").addEventListener("input", () => localStorage.setItem(API_KEY_KEY, $("api-key").value));
   $("composer").addEventListener("submit", (e) => { e.preventDefault(); sendTyped(); });
   $("mic").addEventListener("click", toggleMic);
+  $("camera").addEventListener("click", () => toggleFrames("camera"));
+  $("screen").addEventListener("click", () => toggleFrames("screen"));
   setInterval(updateStats, 250);
 
   updateVoiceState();
@@ -166,6 +170,7 @@ async function connect() {
   $("hint")?.remove();
   setStatus("connected", `Connected · ${settings.model}`);
   $("text").disabled = $("send").disabled = $("mic").disabled = false;
+  $("camera").disabled = $("screen").disabled = false;
   $("text").focus();
 }
 
@@ -177,6 +182,7 @@ function disconnect() {
 
 function teardown() {
   stopMic(false);
+  stopFrames();
   player?.flush();
   client = null;
   userEntry = modelEntry = turn = null;
@@ -197,6 +203,7 @@ function setConnectedUi(connected) {
   $("connect").textContent = connected ? "Disconnect" : "Connect";
   $("connect").classList.toggle("danger", connected);
   if (!connected) $("text").disabled = $("send").disabled = $("mic").disabled = true;
+  if (!connected) $("camera").disabled = $("screen").disabled = true;
 }
 
 // ------------------------------------------------------------------ input
@@ -237,6 +244,42 @@ async function toggleMic() {
   }
   mic = starting;
   setMicUi(true);
+}
+
+// The camera or a shared screen: one JPEG a second as realtimeInput.video.
+async function toggleFrames(kind) {
+  const was = frames?.kind;
+  stopFrames();
+  if (was === kind) return;
+  const session = client;
+  const starting = new FrameSource(kind, (jpeg) => client?.sendVideoFrame(jpeg, "image/jpeg"),
+                                   { preview: $("preview"), onEnded: () => { frames = null; setFramesUi(); } });
+  try {
+    await starting.start();
+  } catch (err) {
+    addNote(`${kind === "screen" ? "Screen sharing" : "Camera"}: ${err.message}`, "error");
+    starting.stop();
+    return;
+  }
+  if (client !== session) { starting.stop(); return; } // disconnected meanwhile
+  frames = starting;
+  setFramesUi();
+}
+
+function stopFrames() {
+  frames?.stop();
+  frames = null;
+  setFramesUi();
+}
+
+function setFramesUi() {
+  for (const kind of ["camera", "screen"]) {
+    const on = frames?.kind === kind;
+    $(kind).setAttribute("aria-pressed", String(on));
+    $(kind).classList.toggle("on", on);
+  }
+  $("camera-label").textContent = frames?.kind === "camera" ? "Camera on" : "Camera off";
+  $("screen-label").textContent = frames?.kind === "screen" ? "Sharing" : "Share screen";
 }
 
 function stopMic(tellServer) {

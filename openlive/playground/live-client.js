@@ -111,6 +111,11 @@ export class LiveClient {
     return this.send({ realtimeInput: { audio: { data: bytesToBase64(bytes), mimeType: `audio/pcm;rate=${rate}` } } });
   }
 
+  /** One video frame (a JPEG from the camera or the shared screen), about one a second. */
+  sendVideoFrame(bytes, mimeType = "image/jpeg") {
+    return this.send({ realtimeInput: { video: { data: bytesToBase64(bytes), mimeType } } });
+  }
+
   /** The microphone stopped: lets the server's voice activity detector close an open turn. */
   sendAudioStreamEnd() {
     return this.send({ realtimeInput: { audioStreamEnd: true } });

@@ -378,7 +378,8 @@ class OpenLiveApp:
                               sandbox=self.engines.sandbox, context_window=self.config.context_window(entry),
                               persistence=persistence, budget=self.limits.budget(admission.owner), resumed=resumed,
                               turn_model=self.engines.turn_model, text_turn_model=self.engines.text_turn_model,
-                              turn_policy=self._turn_policy)
+                              turn_policy=self._turn_policy, vision=self.engines.vision,
+                              frame_limits=self.engines.frame_limits)
         await session.start()
         return session
 

@@ -26,6 +26,7 @@ from pydantic import ValidationError
 from ..protocol import server_messages as sm
 from ..protocol.messages import Setup, Tool
 from ..redaction import remember_secret
+from .camera import Camera
 from .context import Conversation, Turn
 from .resumption import ConsumedIndex, SavedTurn, Snapshot, new_handle
 from .tool_calls import ToolCalls
@@ -60,13 +61,14 @@ def setup_json(setup: Setup) -> dict[str, Any]:
 class Checkpoints:
     def __init__(self, *, setup: Setup, persistence: Persistence | None, conversation: Conversation,
                  tool_calls: ToolCalls, send: sm.Send, quiet: Callable[[], bool], stopped: Callable[[], bool],
-                 name: str = "checkpoint") -> None:
+                 camera: Camera | None = None, name: str = "checkpoint") -> None:
         self.setup = setup
         # A snapshot at every quiet point, once the client asked for resumption.
         self.persistence = persistence if setup.session_resumption is not None else None
         self.transparent = bool(setup.session_resumption and setup.session_resumption.transparent)
         self.conversation = conversation
         self.tool_calls = tool_calls
+        self.camera = camera
         self._send = send
         self._quiet = quiet
         self._stopped = stopped
@@ -171,8 +173,10 @@ class Checkpoints:
             system_instruction=conversation.system_instruction,
             tools=[t.model_dump(by_alias=True, exclude_none=True, mode="json") for t in conversation.tool_decls]
             if conversation.tool_decls is not None else None,
-            history=[SavedTurn(t.role, t.text, t.tokens if not t.uncounted else None) for t in conversation.history],
+            history=[SavedTurn(t.role, t.text, t.tokens if not t.uncounted else None, t.media_tokens, list(t.images))
+                     for t in conversation.history],
             background_calls={k: [name, args] for k, (name, args) in self.tool_calls.background.items()},
+            camera=self.camera.pending() if self.camera is not None else [],
             created_at=time.time(),
         )
 
@@ -195,7 +199,13 @@ class Checkpoints:
         if original is not None and original.get("tools") == now.get("tools") and saved_tools is not None:
             conversation.tool_decls = saved_tools
             conversation.tools = ToolSet.from_setup(conversation.tool_decls)
-        conversation.history = [Turn(t.role, t.text, t.tokens or 0, [] if t.tokens is not None else [t.text])
-                                for t in snapshot.history]
+        conversation.history = [Turn(t.role, t.text, t.tokens or 0, [] if t.tokens is not None else [t.text],
+                                     t.media_tokens, list(t.images)) for t in snapshot.history]
+        notes = [line for t in conversation.history if t.role == "user" for line in t.text.splitlines()
+                 if line.startswith("[camera]")]
+        conversation.seen = bool(notes)
+        if self.camera is not None:
+            # What the camera showed last, before the disconnect: still in view until a frame says otherwise.
+            self.camera.restore(notes[-1:], snapshot.camera)  # what the camera showed last, before the disconnect
         self.tool_calls.background = {k: (v[0], v[1]) for k, v in snapshot.background_calls.items()}
         log.info("resumed conversation %s: %d turns", self.lineage, len(conversation.history))

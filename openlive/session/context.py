@@ -9,9 +9,11 @@ An instruction or tool change that arrives while a reply runs is deferred to the
 reply never sees two instructions.
 
 Tokens are counted as the Live API counts them: text by the model's tokenizer, speech at about
-25 tokens a second, video at 258 tokens a frame (one frame a second). Before each turn runs, a
-session whose history passed `triggerTokens` drops its oldest turns until it is under
-`slidingWindow.targetTokens`, always cutting at the start of a user turn. The system instruction
+25 tokens a second, video at 258 tokens a frame (one frame a second). A turn keeps its frames'
+tokens (and, for an LLM that sees, the frames themselves) apart from its words. Before each turn
+runs, a session whose history passed `triggerTokens` first drops the frames of its older turns
+(their camera notes, a few words each, stay), then, if that is not enough, its oldest turns,
+until it is under `slidingWindow.targetTokens`, always cutting at the start of a user turn. The system instruction
 is not history and is never dropped. With no compression configured, a conversation that no
 longer fits the model's window ends, as the real service ends it.
 """
@@ -23,7 +25,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from ..engines.llm.base import ChatMessage, ChatRequest, LLMEngine, SamplingParams, count_tokens
+from ..engines.llm.base import CAMERA_GUIDANCE, ChatMessage, ChatRequest, LLMEngine, SamplingParams, count_tokens
 from ..protocol.errors import ProtocolError, invalid_argument
 from ..protocol.messages import ContextWindowCompressionConfig, Tool
 from .languages import language_instruction
@@ -88,6 +90,12 @@ class Turn:
     text: str
     tokens: int = 0  # counted so far (speech is counted by its length, text by the tokenizer)
     uncounted: list[str] = field(default_factory=list)  # text not yet through the tokenizer
+    media_tokens: int = 0  # video frames that came with this turn (258 each)
+    images: list[str] = field(default_factory=list)  # data URLs of its frames, for an LLM that sees
+
+    @property
+    def total(self) -> int:
+        return self.tokens + self.media_tokens
 
 
 class TokenBudget(Protocol):
@@ -114,6 +122,9 @@ class Conversation:
         self.history: list[Turn] = []
         self.version = 0  # bumped by every change a resumption snapshot would hold
         self._media_tokens = 0  # video frames seen since the last user turn
+        self.max_images = 2  # frames an LLM that sees gets in one request (the latest)
+        self.seen = False  # camera notes are in the history
+        self.view = ""  # the latest camera note: what is in view now
         self._counted_system: tuple[str, int] = ("", 0)
         self._deferred: list[Callable[[], None]] = []  # updates waiting for the reply to end
 
@@ -123,16 +134,46 @@ class Conversation:
         """Add to history; `tokens` when the service counts this by something other than its text."""
         self.version += 1
         counted, uncounted = (tokens, []) if tokens is not None else (0, [text])
-        if role == "user" and self._media_tokens:
-            counted, self._media_tokens = counted + self._media_tokens, 0
+        media, self._media_tokens = (self._media_tokens, 0) if role == "user" else (0, self._media_tokens)
         if self.history and self.history[-1].role == role:
             # Consecutive turns of one role read as one turn to chat templates that need alternation.
             last = self.history[-1]
             last.text += "\n" + text
             last.tokens += counted
             last.uncounted += uncounted
+            last.media_tokens += media
         else:
-            self.history.append(Turn(role, text, counted, uncounted))
+            self.history.append(Turn(role, text, counted, uncounted, media))
+
+    def add_camera_notes(self, notes: Sequence[str], images: Sequence[str] = ()) -> None:
+        """What the camera showed since the last turn, put before the words of the user turn about
+        to be answered (or as a user turn of its own): where in the conversation it was seen."""
+        text = "\n".join(notes)
+        self.seen = self.seen or bool(notes)
+        if self.history and self.history[-1].role == "user":
+            self.version += 1
+            turn = self.history[-1]
+            if text:
+                turn.text = f"{text}\n{turn.text}"
+                turn.uncounted.append(text)
+            turn.media_tokens += self._media_tokens
+            self._media_tokens = 0
+        elif text or images:
+            self.append("user", text)
+            turn = self.history[-1]
+        else:
+            return  # nothing to say yet: the frames' tokens wait for the next user turn
+        turn.images += images
+        if images:
+            self._forget_old_images()
+
+    def _forget_old_images(self) -> None:
+        """Only the latest frames are ever sent again: older ones are not kept (memory stays bounded)."""
+        room = self.max_images
+        for turn in reversed(self.history):
+            if len(turn.images) > room:
+                del turn.images[:len(turn.images) - room]
+            room -= len(turn.images)
 
     def add_media_tokens(self, tokens: int) -> None:
         """Media (video frames) that the next user turn carries into the context."""
@@ -170,6 +211,8 @@ class Conversation:
         # prompt prefix the LLM server's cache already holds; the language last, where small
         # models heed it ("answer in German" early on made one answer "Berlin" to anything).
         parts = [text for text in (self.guidance, self.system_instruction) if text]
+        if self.seen and CAMERA_GUIDANCE not in self.guidance:
+            parts.append(CAMERA_GUIDANCE)  # an engine with no guidance of its own, once there are notes
         if self.modality == "AUDIO":
             parts.insert(1 if self.guidance else 0, "Your answers are spoken aloud: use short plain sentences, with "
                                                     "no markdown, lists, code or emoji.")
@@ -185,8 +228,19 @@ class Conversation:
         system = self.system_prompt()
         if system:
             messages.append(ChatMessage("system", system))
-        for turn in self.history:
-            messages.append(ChatMessage("assistant" if turn.role == "model" else "user", turn.text))
+        # Frames go only with the latest turns that have them: an LLM that sees reads the view now
+        # (and what changed just before), not every frame of the conversation.
+        images: dict[int, tuple[str, ...]] = {}
+        room = self.max_images
+        for index in range(len(self.history) - 1, -1, -1):
+            if room <= 0:
+                break
+            if self.history[index].images:
+                images[index] = tuple(self.history[index].images[-room:])
+                room -= len(images[index])
+        for index, turn in enumerate(self.history):
+            messages.append(ChatMessage("assistant" if turn.role == "model" else "user", turn.text,
+                                        images.get(index, ())))
         return ChatRequest(tuple(messages), params, json_schema=json_schema)
 
     # ------------------------------------------------------------------ the window
@@ -200,23 +254,55 @@ class Conversation:
         if self._counted_system[0] != system:
             self._counted_system = (system, await count_tokens(llm, system))
         fixed = self._counted_system[1]
-        total = fixed + sum(t.tokens for t in self.history)
+        total = fixed + sum(t.total for t in self.history)
         policy = self.policy
         if policy.trigger is not None and total > policy.trigger:
-            cut = turns_to_drop([t.role for t in self.history], [t.tokens for t in self.history], fixed, policy.target)
+            total -= self._drop_old_frames(total - policy.target)
+        if policy.trigger is not None and total > policy.trigger:
+            cut = turns_to_drop([t.role for t in self.history], [t.total for t in self.history], fixed, policy.target)
             if cut:
-                dropped = sum(t.tokens for t in self.history[:cut])
+                dropped = sum(t.total for t in self.history[:cut])
                 del self.history[:cut]
                 self.version += 1
                 log.info("context window: dropped the %d oldest turns (%d tokens); %d tokens remain",
                          cut, dropped, total - dropped)
                 total -= dropped
+                total += await self._keep_view(llm)
         if total > policy.window:
             raise window_exceeded(total, policy.window)
         if self.budget is not None:
             await self.budget.admit(total)
 
+    async def _keep_view(self, llm: LLMEngine) -> int:
+        """The window dropped the turn that said what is in view while the view stayed the same: say it
+        again before the turn being answered, or the model would answer as if it saw nothing."""
+        if not self.view or not self.history or self.history[-1].role != "user" \
+                or any(self.view in t.text for t in self.history):
+            return 0
+        turn = self.history[-1]
+        tokens = await count_tokens(llm, self.view)
+        turn.text = f"{self.view}\n{turn.text}"
+        turn.tokens += tokens
+        return tokens
+
+    def _drop_old_frames(self, excess: int) -> int:
+        """Old frames go before old words: the frames of the oldest turns, until `excess` tokens are
+        freed. The last user turn (the one about to be answered) keeps its frames. Returns the tokens freed."""
+        last_user = max((i for i, t in enumerate(self.history) if t.role == "user"), default=-1)
+        freed = 0
+        for turn in self.history[:max(0, last_user)]:
+            if freed >= excess:
+                break
+            if turn.media_tokens or turn.images:
+                freed += turn.media_tokens
+                turn.media_tokens = 0
+                turn.images.clear()
+        if freed:
+            self.version += 1
+            log.info("context window: dropped %d tokens of old video frames", freed)
+        return freed
+
     @property
     def tokens(self) -> int:
         """Tokens of history counted so far (text not yet through the tokenizer is not included)."""
-        return self._counted_system[1] + sum(t.tokens for t in self.history)
+        return self._counted_system[1] + sum(t.total for t in self.history)

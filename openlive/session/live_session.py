@@ -8,6 +8,7 @@ dispatch of client events to them; each room's module says what it owns and may 
     reply.py         one reply task: LLM text → clauses → speech → server messages; `interrupt()`
     tool_calls.py    the toolCall/toolResponse barrier, background calls, code and search tools
     context.py       instruction, tools, history, token accounting, the sliding window
+    camera.py        video frames: checked, looked at beside the audio path, notes of what was seen
     checkpoints.py   resumption snapshots at quiet points, the consumed-message index
     options.py       what setup asked for
 
@@ -26,18 +27,20 @@ import uuid
 from collections.abc import Callable, Coroutine
 from typing import TYPE_CHECKING, Any
 
-from .. import metrics
 from ..config import SpeechConfig
 from ..engines.asr.service import Recognizer
 from ..engines.llm.base import LLMEngine
 from ..engines.search.base import SearchProvider
 from ..engines.tts.base import TTSVoice
 from ..engines.tts.registry import VoiceRegistry
+from ..engines.vision.images import FrameLimits, is_image
+from ..engines.vision.service import SharedVision
 from ..protocol import server_messages as sm
 from ..protocol.errors import ProtocolError, invalid_argument
 from ..protocol.messages import ClientContent, ClientEvent, ContextUpdate, RealtimeInput, Setup, ToolResponse
+from .camera import Camera
 from .checkpoints import Checkpoints, Persistence, setup_json
-from .context import VIDEO_TOKENS_PER_FRAME, ContextPolicy, Conversation, TokenBudget
+from .context import ContextPolicy, Conversation, TokenBudget
 from .end_of_turn import EndOfTurnPolicy, TextTurnModel, TurnModel
 from .options import SessionOptions
 from .reply import Replies
@@ -77,6 +80,8 @@ class LiveSession:
         turn_model: TurnModel | None = None,
         text_turn_model: TextTurnModel | None = None,
         turn_policy: EndOfTurnPolicy | None = None,
+        vision: SharedVision | None = None,
+        frame_limits: FrameLimits | None = None,
     ) -> None:
         self.setup = setup
         self.llm = llm
@@ -94,15 +99,18 @@ class LiveSession:
                                tool_calls=self.tool_calls, speech=speech or SpeechConfig(), voices=voices,
                                fail=self.fail, before_turn_complete=self._save_before_turn_complete,
                                name=f"reply-{self.session_id}")
+        self.camera = Camera(vision=vision, conversation=self.conversation, key=self.session_id,
+                             media_resolution=self.options.media_resolution,
+                             include_all_video=self.options.include_all_video, limits=frame_limits or FrameLimits(),
+                             speaking=self._user_speaking, changed=lambda: self.checkpoints.request())
         self.checkpoints = Checkpoints(setup=setup, persistence=persistence, conversation=self.conversation,
                                        tool_calls=self.tool_calls, send=send, quiet=self._quiet,
-                                       stopped=lambda: self._closing or self.failure.done(),
+                                       stopped=lambda: self._closing or self.failure.done(), camera=self.camera,
                                        name=f"checkpoint-{self.session_id}")
         self.turns = TurnTaking(options=self.options, host=self, ledger=self.checkpoints, send=send, asr=asr,
                                 vad_factory=vad_factory, turn_model=turn_model, text_model=text_turn_model,
                                 policy=turn_policy)
         self._user_turns: set[asyncio.Task[None]] = set()
-        self._ignored: set[str] = set()
         self._closing = False
         # Set when the session must end: the transport closes with this error's code and reason.
         self.failure: asyncio.Future[ProtocolError] = asyncio.get_running_loop().create_future()
@@ -132,6 +140,7 @@ class LiveSession:
         tasks = [t for t in (reply, *self._user_turns) if t is not None]
         for task in tasks:
             task.cancel()
+        self.camera.aclose()
         await asyncio.gather(self.turns.aclose(), *tasks, return_exceptions=True)
         await self.checkpoints.drain()
 
@@ -187,10 +196,25 @@ class LiveSession:
             if content.role == "system":
                 # A new system instruction mid-session, sent as a system turn: from the next turn on.
                 self.conversation.update(system_instruction=text, defer=self.replying)
-            elif text:
+                continue
+            if content.role != "model":
+                for part in content.parts:
+                    if part.inline_data is not None and is_image(part.inline_data.mime_type):
+                        self.camera.frame(part.inline_data.data, part.inline_data.mime_type)
+            if text:
                 self.conversation.append("model" if content.role == "model" else "user", text)
         if event.turn_complete:
-            self._start_reply(turn_ended_at=time.monotonic())
+            ended_at = time.monotonic()
+            if self.camera.needs_settling():
+                self.spawn(self._reply_after_looking(ended_at))  # the reader goes on meanwhile
+            else:
+                self.camera.into_turn()
+                self._start_reply(turn_ended_at=ended_at)
+
+    async def _reply_after_looking(self, ended_at: float) -> None:
+        await self.camera.settle()
+        self.camera.into_turn()
+        self._start_reply(turn_ended_at=ended_at)
 
     async def _on_realtime_input(self, event: RealtimeInput) -> None:
         turns = self.turns
@@ -198,12 +222,12 @@ class LiveSession:
         if event.activity_start is not None:
             await turns.activity_start()
         for blob in [b for b in (event.audio, *(event.media_chunks or ())) if b is not None]:
-            if blob.mime_type.lower().startswith("image/"):
-                self._on_video_frame()
+            if is_image(blob.mime_type):
+                self.camera.frame(blob.data, blob.mime_type)
             else:
                 await turns.audio(blob.data, pcm_rate(blob.mime_type))
         if event.video is not None:
-            self._on_video_frame()
+            self.camera.frame(event.video.data, event.video.mime_type)
         if event.text is not None and event.text.strip():
             if self.options.barge_in:
                 await self.replies.interrupt()
@@ -215,15 +239,9 @@ class LiveSession:
         if event.activity_end is not None:
             turns.activity_end()
 
-    def _on_video_frame(self) -> None:
-        self._ignore("video frames")  # no vision engine yet: frames are accepted, not seen
-        metrics.frame_dropped("video")
-        self.conversation.add_media_tokens(VIDEO_TOKENS_PER_FRAME)  # but the service counts them in the context
-
-    def _ignore(self, what: str) -> None:
-        if what not in self._ignored:
-            self._ignored.add(what)
-            log.warning("ignoring %s: this server has no engine for them", what)
+    def _user_speaking(self) -> bool:
+        audio = self.turns.user_audio
+        return audio is not None and (audio.speaking or audio.capturing)
 
     # ------------------------------------------------------------------ user turns (TurnHost)
 
@@ -243,7 +261,9 @@ class LiveSession:
                              spoken: bool = False) -> None:
         # With NO_INTERRUPTION the reply in progress finishes before the next one starts.
         await self.replies.finished()
+        await self.camera.settle()  # a frame shown just before the question is part of it
         self.conversation.append("user", text, tokens)
+        self.camera.into_turn()
         self._start_reply(turn_ended_at=ended_at, turn_input="voice" if spoken else "text")
 
     def _start_reply(self, *, turn_ended_at: float | None = None, turn_input: str = "text") -> None:

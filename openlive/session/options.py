@@ -29,6 +29,9 @@ class SessionOptions:
     activity: ActivityParams | None = field(default_factory=ActivityParams)
     barge_in: bool = True  # START_OF_ACTIVITY_INTERRUPTS (the default) vs NO_INTERRUPTION
     include_all_input: bool = False  # TURN_INCLUDES_ALL_INPUT
+    # TURN_INCLUDES_ALL_INPUT or TURN_INCLUDES_AUDIO_ACTIVITY_AND_ALL_VIDEO: every view since the last turn
+    include_all_video: bool = False
+    media_resolution: str | None = None  # generationConfig.mediaResolution: how large frames are looked at
     vad_signals: bool = False  # explicitVadSignal: send voiceActivity / voiceActivityDetectionSignal
 
     @classmethod
@@ -74,5 +77,8 @@ class SessionOptions:
             activity=None if aad is not None and aad.disabled else ActivityParams.from_setup(aad),
             barge_in=not (realtime and realtime.activity_handling == "NO_INTERRUPTION"),
             include_all_input=bool(realtime and realtime.turn_coverage == "TURN_INCLUDES_ALL_INPUT"),
+            include_all_video=bool(realtime and realtime.turn_coverage in (
+                "TURN_INCLUDES_ALL_INPUT", "TURN_INCLUDES_AUDIO_ACTIVITY_AND_ALL_VIDEO")),
+            media_resolution=gen.media_resolution if gen is not None else None,
             vad_signals=bool(setup.explicit_vad_signal or (realtime and realtime.explicit_vad_signal)),
         )

@@ -1,8 +1,9 @@
 """What a resumption handle restores, and which client messages it already covers.
 
 A `Snapshot` is the whole conversation state that outlives a connection: the setup it was opened
-with, the instruction and tools in force (a `contextUpdate` may have changed them), the history,
-and NON_BLOCKING calls still owed a result. It is written at quiet points only (no reply running,
+with, the instruction and tools in force (a `contextUpdate` may have changed them), the history
+(with the camera notes of what was seen in it), what the camera showed since the last turn, and
+NON_BLOCKING calls still owed a result. It is written at quiet points only (no reply running,
 no tool call awaiting its answer, no user turn on its way), so it never holds half a turn.
 
 `ConsumedIndex` follows transparent mode's `lastConsumedClientMessageIndex`: the index of the last
@@ -36,6 +37,8 @@ class SavedTurn:
     role: str
     text: str
     tokens: int | None = None
+    media_tokens: int = 0  # the turn's video frames
+    images: list[str] = field(default_factory=list)  # the latest frames (data URLs), for an LLM that sees
 
 
 @dataclass
@@ -48,6 +51,7 @@ class Snapshot:
     tools: list[dict[str, Any]] | None
     history: list[SavedTurn] = field(default_factory=list)
     background_calls: dict[str, list[Any]] = field(default_factory=dict)  # call id -> [name, args]
+    camera: list[str] = field(default_factory=list)  # notes of what the camera showed, not yet in a turn
     created_at: float = 0.0
     version: int = SNAPSHOT_VERSION
 

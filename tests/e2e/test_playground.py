@@ -408,3 +408,41 @@ def test_a_missing_or_wrong_key_is_reported_on_the_page(browser):
     b.wait(lambda: len(errors()) == 2, 15, "the second connection error")
     assert "(1007)" in errors()[1] and "API key not valid" in errors()[1], errors()
     assert b.js("return window.playground.state") == "error"
+
+
+def test_the_camera_toggle_sends_a_jpeg_a_second_and_the_model_reads_what_it_shows(browser, tmp_path):
+    """Chromium's fake camera (a green test pattern) through the Camera toggle: realtimeInput.video
+    JPEGs of at most 768 px, about one a second, which reach the model as a camera note."""
+    import io
+
+    from PIL import Image
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.common.keys import Keys
+
+    b = browser()
+    b.open()
+    b.connect()
+    b.driver.find_element(By.ID, "camera").click()
+
+    def video_frames() -> list[dict]:
+        return [f["realtimeInput"]["video"] for f in b.ws_frames("Sent") if "video" in f.get("realtimeInput", {})]
+
+    started = time.monotonic()
+    b.wait(lambda: len(video_frames()) >= 3, 20, "three camera frames")
+    elapsed = time.monotonic() - started
+    assert b.js("return document.getElementById('camera').getAttribute('aria-pressed')") == "true"
+    assert b.js("return !document.getElementById('preview').hidden")
+    frames = video_frames()
+    assert elapsed > 1.5 and len(frames) <= elapsed + 2  # one a second, not a flood
+    for frame in frames:
+        assert frame["mimeType"] == "image/jpeg"
+        image = Image.open(io.BytesIO(base64.b64decode(frame["data"])))
+        assert image.format == "JPEG" and max(image.size) <= 768
+    b.driver.find_element(By.ID, "text").send_keys("What do you see?", Keys.ENTER)
+    # The scripted model echoes what it was given: the camera note came before the question.
+    reply = b.wait(lambda: next((t for t in b.entries("model") if "What do you see?" in t), None), 20, "the reply")
+    assert "[camera]" in reply and "Mostly" in reply, reply
+    b.driver.find_element(By.ID, "camera").click()  # off again: no more frames
+    assert b.js("return document.getElementById('camera').getAttribute('aria-pressed')") == "false"
+    b.screenshot(tmp_path, "playground-camera")
+    b.assert_no_console_errors()

@@ -75,3 +75,17 @@ def test_an_untrusted_certificate_is_a_clear_error(server, tmp_path):
                   stdin="hello\n")
     assert result.returncode == 1
     assert "not trusted" in result.stderr and "SSL_CERT_FILE" in result.stderr
+
+
+def test_image_shows_the_model_a_picture_before_the_question(server, data_dir, tmp_path):
+    from tests.support.images import sign
+
+    picture = tmp_path / "sign.png"
+    sign("EXIT 12").save(picture)
+    result = talk(server, "--text", "--image", str(picture), "--data-dir", str(data_dir),
+                  stdin="What does the sign say?\n")
+    assert result.returncode == 0, result.stderr
+    # The scripted model echoes what it read: the camera note of the picture, then the question.
+    reply = result.stdout[result.stdout.index("model: "):]
+    assert reply.startswith("model: You said: [camera] The frame shows the text: 'EXIT 12'."), result.stdout
+    assert reply.index("[camera]") < reply.index("What does the sign say?"), result.stdout

@@ -60,6 +60,10 @@ def test_alias_table_is_extended_from_the_config_file(tmp_path: Path):
     ('[llm.x]\nengine = "openai"\n', "needs base_url"),
     ('[models]\n"m" = "nope"\n', "which no [llm.nope] defines"),
     ('[servers]\n', "unknown section"),
+    ('[vision]\nengine = "magic"\n', "[vision] engine must be one of embedded, remote, none"),
+    ('[vision]\nengine = "remote"\n', "[llm.default] is not an OpenAI-compatible server"),
+    ('[vision]\nmax_waiting = 0\n', "must be at least 1"),
+    ('[vision]\nfps = 3\n', "[vision]: unknown setting(s) fps"),
 ])
 def test_bad_config_is_a_clear_error(tmp_path, text, needle):
     path = tmp_path / "c.toml"

@@ -11,10 +11,16 @@ from dataclasses import dataclass, field
 from typing import Any, AsyncIterator, Protocol, runtime_checkable
 
 
+# How an LLM that reads no images learns what the user shows: the session's camera notes.
+CAMERA_GUIDANCE = ("Lines that start with [camera] describe what the user's camera shows right now; you can see "
+                   "it through them: answer questions about what is in view from them.")
+
+
 @dataclass(frozen=True)
 class ChatMessage:
     role: str  # "system" | "user" | "assistant"
     content: str
+    images: tuple[str, ...] = ()  # data URLs (image/jpeg), for an LLM that sees; after the text
 
 
 @dataclass(frozen=True)

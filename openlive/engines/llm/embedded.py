@@ -13,7 +13,7 @@ import os
 from pathlib import Path
 from typing import Any, AsyncIterator
 
-from .base import ChatChunk, ChatRequest, EngineError, estimate_tokens
+from .base import CAMERA_GUIDANCE, ChatChunk, ChatRequest, EngineError, estimate_tokens
 from .openai_compat import OpenAICompatEngine
 
 log = logging.getLogger(__name__)
@@ -22,11 +22,12 @@ log = logging.getLogger(__name__)
 # "personal" facts (a locker code, a booking reference) that the user gave a few turns earlier;
 # told once that these are the user's own, they answer from the conversation. The refusal often
 # starts when the fact is given ("I don't have access to your locker code"), and the model then
-# stays consistent with it: acknowledging the fact at once keeps it in the model's own words.
+# stays consistent with it: acknowledging the fact at once keeps it in the model's own words. Told
+# what the camera notes are, they answer "what does the sign say?" from them, not "I cannot see".
 GUIDANCE = ("You are a helpful assistant in a live conversation with the user. When the user tells you something "
             "about themselves, acknowledge it briefly and repeat it. Facts the user gave earlier in the conversation "
             "(their name, numbers, codes, references, dates, plans, favourites) are theirs to ask about: when they "
-            "ask about one, or ask if you remember it, answer with the fact itself.")
+            "ask about one, or ask if you remember it, answer with the fact itself. " + CAMERA_GUIDANCE)
 
 
 def llama_params(model_path: Path, *, n_ctx: int, n_parallel: int, n_threads: int, verbosity: int = -1) -> Any:

@@ -13,7 +13,7 @@ from typing import Any, AsyncIterator
 
 import httpx
 
-from .base import ChatChunk, ChatRequest, EngineError, Finished, TextDelta, estimate_tokens
+from .base import ChatChunk, ChatMessage, ChatRequest, EngineError, Finished, TextDelta, estimate_tokens
 
 log = logging.getLogger(__name__)
 
@@ -62,7 +62,7 @@ class OpenAICompatEngine:
         p = request.params
         body: dict[str, Any] = {
             "model": self.model,
-            "messages": [{"role": m.role, "content": m.content} for m in request.messages],
+            "messages": [_message(m) for m in request.messages],
             "stream": True,
         }
         if self.include_usage:
@@ -156,3 +156,13 @@ class OpenAICompatEngine:
 
     async def aclose(self) -> None:
         await self._client.aclose()
+
+
+def _message(message: ChatMessage) -> dict[str, Any]:
+    """One chat message in the OpenAI format; with images, content is a list of parts (the standard
+    vision format that vLLM, llama.cpp's server and Ollama read)."""
+    if not message.images:
+        return {"role": message.role, "content": message.content}
+    parts: list[dict[str, Any]] = [{"type": "text", "text": message.content}] if message.content else []
+    parts += [{"type": "image_url", "image_url": {"url": url}} for url in message.images]
+    return {"role": message.role, "content": parts}
