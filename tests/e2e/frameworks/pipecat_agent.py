@@ -11,8 +11,8 @@ a declared tool. A "microphone" task streams 16 kHz PCM in real time (silence, o
 step asks for) as a transport would; an observer records every frame between processors.
 
 Steps: a text turn (Pipecat's quick start: "Say hello." in the context, then LLMRunFrame); a
-spoken question whose reply is interrupted by more speech (barge-in); a tool call through an
-appended user message, answered by the registered function.
+spoken question whose reply is interrupted by more speech (barge-in); a typed question
+(InputTextRawFrame) that calls the declared tool, answered by the registered function.
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ from google.genai.types import HttpOptions
 from pipecat.adapters.llm.schemas.function_schema import FunctionSchema
 from pipecat.adapters.llm.schemas.tools_schema import ToolsSchema
 from pipecat.frames.frames import (InputAudioRawFrame, InterruptionFrame,
-                                   LLMFullResponseEndFrame, LLMMessagesAppendFrame, LLMRunFrame,
+                                   InputTextRawFrame, LLMFullResponseEndFrame, LLMRunFrame,
                                    TranscriptionFrame, TTSAudioRawFrame, TTSTextFrame)
 from pipecat.observers.base_observer import BaseObserver, FramePushed
 from pipecat.pipeline.pipeline import Pipeline
@@ -165,9 +165,8 @@ async def main(base_url: str, question_path: str, barge_in_path: str) -> dict:
         # The barge-in is a turn of its own, answered in full.
         result["steps"].append({"step": "barge_in", **await recorder.next_reply()})
 
-        # 3. A question the registered function answers.
-        await worker.queue_frame(LLMMessagesAppendFrame(
-            messages=[{"role": "user", "content": "What is the weather in Paris?"}], run_llm=True))
+        # 3. A typed question (Pipecat's frame for user text), which the registered function answers.
+        await worker.queue_frame(InputTextRawFrame(text="What is the weather in Paris?"))
         reply = await recorder.next_reply()
         if not reply["audio_bytes"] and not reply["text"]:  # the tool call's own (empty) turn
             reply = await recorder.next_reply()
