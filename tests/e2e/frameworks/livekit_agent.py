@@ -208,9 +208,8 @@ async def main(base_url: str, question_path: str, barge_in_path: str) -> dict:
 
 
 if __name__ == "__main__":
-    import google.genai
-    import livekit.agents
+    from importlib.metadata import version
 
     out = asyncio.run(main(*sys.argv[1:4]))
-    out["versions"] = {"livekit-agents": livekit.agents.__version__, "google-genai": google.genai.__version__}
+    out["versions"] = {"livekit-agents": version("livekit-agents"), "google-genai": version("google-genai")}
     print(json.dumps(out, default=str))

@@ -50,6 +50,7 @@ class Recorder(BaseObserver):
         self.seen: set[int] = set()
         self.transcriptions: list[str] = []
         self.interruptions = 0
+        self.trace: list[str] = []
         self.replies: list[dict] = []
         self.current = self._new()
         self.reply_ended = asyncio.Event()
@@ -67,6 +68,8 @@ class Recorder(BaseObserver):
         if isinstance(frame, TranscriptionFrame):
             self.transcriptions.append(frame.text)
         elif isinstance(frame, TTSAudioRawFrame):
+            if not self.current["audio_bytes"]:
+                self.trace.append(f"audio from {data.source} at {frame.sample_rate} Hz")
             self.current["audio_bytes"] += len(frame.audio)
             if frame.sample_rate not in self.current["sample_rates"]:
                 self.current["sample_rates"].append(frame.sample_rate)
@@ -75,13 +78,17 @@ class Recorder(BaseObserver):
             self.current["text"] += frame.text
         elif isinstance(frame, InterruptionFrame):
             self.interruptions += 1
+            self.trace.append(f"interruption from {data.source} {data.direction.name}")
             if self.current["audio_bytes"] or self.current["text"]:
                 self.current["interrupted"] = True
                 self._close()
         elif isinstance(frame, LLMFullResponseEndFrame):
+            self.trace.append(f"response end from {data.source}: {len(self.current['text'])} chars")
             self._close()
 
     def _close(self) -> None:
+        if not self.current["audio_bytes"] and not self.current["text"]:
+            return  # an end frame for a reply already closed (by its interruption, say)
         self.replies.append(self.current)
         self.current = self._new()
         self.reply_ended.set()
@@ -176,6 +183,7 @@ async def main(base_url: str, question_path: str, barge_in_path: str) -> dict:
     finally:
         result["transcriptions"] = recorder.transcriptions
         result["interruptions"] = recorder.interruptions
+        result["trace"] = recorder.trace
         result["calls"] = calls
         result["context"] = [m if isinstance(m, dict) else str(m) for m in context.get_messages()]
         if mic_task:
@@ -189,10 +197,8 @@ async def main(base_url: str, question_path: str, barge_in_path: str) -> dict:
 
 
 if __name__ == "__main__":
-    import google.genai
-    import pipecat
+    from importlib.metadata import version
 
     out = asyncio.run(main(*sys.argv[1:4]))
-    out["versions"] = {"pipecat": pipecat.__version__ if hasattr(pipecat, "__version__") else "?",
-                       "google-genai": google.genai.__version__}
+    out["versions"] = {"pipecat": version("pipecat-ai"), "google-genai": version("google-genai")}
     print(json.dumps(out, default=str))
