@@ -29,6 +29,8 @@ from .conftest import REPO
 pytestmark = pytest.mark.e2e
 
 DRIVERS = Path(__file__).with_name("frameworks")
+# Long enough (about a minute of speech) that its synthesis is still under way when the barge-in
+# is heard, on a fast machine too.
 STORY = ("Here is a story. Once upon a time a small fox lived in a green forest. Every morning she ran to the "
          "river to drink. One day she met an old turtle who knew many secrets. The turtle told her about a hidden "
          "valley full of berries. The fox thanked him and set off at once. She walked for three days and three "
@@ -47,7 +49,7 @@ args = {{ location = "Paris" }}
 
 [[reply]]
 match = "best of times"
-text = "{STORY}"
+text = "{STORY} {STORY}"
 """
 BARGE_IN = "Wait, please stop."
 
