@@ -29,6 +29,7 @@ from .conftest import REPO
 pytestmark = pytest.mark.e2e
 
 DRIVERS = Path(__file__).with_name("frameworks")
+ARTIFACTS = REPO / "tests" / "artifacts"
 # Long enough (about a minute of speech) that its synthesis is still under way when the barge-in
 # is heard, on a fast machine too.
 STORY = ("Here is a story. Once upon a time a small fox lived in a green forest. Every morning she ran to the "
@@ -76,10 +77,14 @@ def run_driver(venv: str, env_name: str, driver: str, server, speech: tuple[str,
     began = time.monotonic()
     done = subprocess.run([python, str(DRIVERS / driver), server.base_url, *speech], capture_output=True, text=True,
                           timeout=420, env=os.environ.copy())
+    # The framework's own log, kept for whoever reads a failure in CI.
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    (ARTIFACTS / f"{Path(driver).stem}.log").write_text(done.stderr)
     assert done.returncode == 0, done.stderr[-4000:]
     result = json.loads(done.stdout.strip().splitlines()[-1])
     result["wall_s"] = round(time.monotonic() - began, 1)
-    print(json.dumps(result, indent=1))
+    result["log"] = done.stderr
+    print(json.dumps({k: v for k, v in result.items() if k != "log"}, indent=1))
     assert "error" not in result, (result["error"], done.stderr[-4000:], server.log()[-4000:])
     return result
 
@@ -117,6 +122,9 @@ def test_pipecat_voice_bot(framework_server, speech):
     check_speech(steps["tool"])
     assert "sunny" in steps["tool"]["text"].lower()
 
+    # Every turnComplete carried usageMetadata (Pipecat warns when one does not).
+    assert "without usage_metadata" not in result["log"]
+
 
 def test_livekit_agent_session(framework_server, speech):
     result = run_driver(".venv-livekit", "OPENLIVE_LIVEKIT_PYTHON", "livekit_agent.py", framework_server, speech)
@@ -145,3 +153,4 @@ def test_livekit_agent_session(framework_server, speech):
     assert result["tools_executed"] and result["tools_executed"][0]["calls"] == ["get_current_weather"]
     check_speech(steps["tool"])
     assert any("sunny" in r.lower() for r in steps["tool"]["replies"])
+    assert "timed out" not in result["log"]
