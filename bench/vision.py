@@ -74,8 +74,12 @@ async def session_turns(base: str, clips: list[tuple[str, bytes]], pictures: lis
     from google.genai import types
 
     client = genai.Client(api_key="bench", http_options=types.HttpOptions(base_url=base))
+    # A sliding window, as Google advises for long audio and video sessions: frames count 258
+    # tokens each, and 2 a second fill a small local model's window in under 15 s.
     config = types.LiveConnectConfig(response_modalities=["AUDIO"], temperature=0, max_output_tokens=V2V_MAX_TOKENS,
-                                     system_instruction="Answer in one short sentence.")
+                                     system_instruction="Answer in one short sentence.",
+                                     context_window_compression=types.ContextWindowCompressionConfig(
+                                         sliding_window=types.SlidingWindow()))
     rows: list[dict[str, Any]] = []
     inbox = AudioInbox()
     tasks: list[asyncio.Task[None]] = []

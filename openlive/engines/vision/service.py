@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
+import os
 import threading
 from collections import OrderedDict
 from collections.abc import Hashable
@@ -86,6 +87,7 @@ class SharedVision:
         job.loop.call_soon_threadsafe(_resolve, job.future, None, None)
 
     def _work(self) -> None:
+        _yield_to_speech()
         while True:
             with self._cond:
                 while not self._waiting and not self._closed:
@@ -122,6 +124,19 @@ class SharedVision:
                 job.loop.call_soon_threadsafe(_resolve, job.future, None, None)
             except RuntimeError:
                 pass
+
+
+def _yield_to_speech() -> None:
+    """Run this worker at the lowest CPU priority (Linux: nice is per thread, inherited by its threads).
+
+    Looking at a frame is background work: on a small CPU, OCR at full priority took one of the two
+    cores from recognition, the LLM and synthesis, and a spoken reply beside a streaming camera
+    came 2.5x later. At nice 19 the voice path runs first; the camera only loses frames (dropped
+    oldest first, counted) when the CPU is busy."""
+    try:
+        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 19)
+    except (AttributeError, OSError) as exc:  # not Linux, or not allowed: slower replies, not wrong ones
+        log.info("vision worker keeps its priority: %s", exc)
 
 
 def _resolve(future: asyncio.Future[Sight | None], result: Sight | None, error: BaseException | None) -> None:
