@@ -329,3 +329,22 @@ async def test_the_view_is_said_again_when_the_sliding_window_dropped_the_turn_t
         await settle(session)
     assert not any("What does the sign say?" in t.text for t in session.conversation.history)  # its turn is gone
     assert "SIGN 61" in last_user(engine)  # but the last question still comes with the view
+
+
+@pytest.mark.parametrize("coverage, expected", [
+    (None, ["SIGN 30", "SIGN 40"]),
+    ("TURN_INCLUDES_ALL_INPUT", ["SIGN 10", "SIGN 20", "SIGN 30", "SIGN 40"]),
+])
+async def test_a_view_changing_every_frame_while_the_user_speaks_adds_at_most_two_notes(vision, coverage, expected):
+    # Each note is text the LLM reads after the turn ends: a camera whose view changes every frame
+    # must not make the reply wait for a page of notes.
+    extra = {"realtimeInputConfig": {"turnCoverage": coverage}} if coverage else {}
+    session, _, engine = await open_session(vision, **extra)
+    session.camera._speaking = lambda: True  # every frame arrives while the user is speaking
+    for value in (10, 20, 30, 40):
+        await session.handle(video(frame(value)))
+        await settle(session)
+    await session.handle(user("What do you see?"))
+    await settle(session)
+    seen = [line.split("'")[1] for line in last_user(engine).splitlines() if line.startswith("[camera]")]
+    assert seen == expected
