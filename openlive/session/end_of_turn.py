@@ -17,10 +17,10 @@ Each model alone misleads: synthetic or read speech falls in pitch at every paus
 calls fragments complete; a terse but finished "Madrid" reads as a fragment. Both agreeing is
 the fast path; disagreement costs about a second, never a cut-off sentence. Plainly finished
 words need less from the audio model (only that it is not sure of the opposite): it hears a
-question's rising end as unfinished. A model that is off,
-failed, or has nothing to read (an empty transcript) abstains. Words the recognizer was unsure
-of (a low mean log-probability: mumbled, noisy, or cut mid-word) are no evidence that the
-thought is finished: the text model's vote then counts as "not complete".
+question's rising end as unfinished. A model that is off, failed, or has nothing to read (an
+empty transcript) abstains. Words the recognizer was unsure of (a low mean log-probability:
+mumbled, noisy, or cut mid-word) are no evidence that the thought is finished: the text model's
+vote then counts as "not complete".
 
 The models are asked early (check_ms, 96 ms of quiet), so that their ~0.1-0.3 s of work overlaps
 the quiet the fast path needs anyway (quick_quiet_ms, 200 ms). The audio model is shown the
