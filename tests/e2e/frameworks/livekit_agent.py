@@ -181,6 +181,10 @@ async def main(base_url: str, question_path: str, barge_in_path: str) -> dict:
         with open(barge_in_path, "rb") as f:
             mic.say(f.read())
         await wait_for(lambda: interrupted_handle.interrupted, "interruption of the spoken reply")
+        # LiveKit marks the handle first and clears the audio output a moment later: wait for the
+        # playback to end too, or on a busy machine the step is read before the speaker knows.
+        await wait_for(lambda: any(s["interrupted"] for s in speaker.segments[first - 1:]),
+                       "the interrupted playback to end")
         step("spoken", first - 1, handle_interrupted=interrupted_handle.interrupted)
         # The barge-in is a turn of its own, answered in full.
         first = len(speaker.segments)
