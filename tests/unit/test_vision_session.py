@@ -13,7 +13,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 from PIL import Image
 
-from openlive.engines.llm.base import ChatRequest, SamplingParams
+from openlive.engines.llm.base import SamplingParams
 from openlive.engines.llm.openai_compat import OpenAICompatEngine
 from openlive.engines.llm.scripted import ScriptedEngine
 from openlive.engines.vision.base import Sight
@@ -26,6 +26,8 @@ from openlive.session.resumption import Snapshot
 from openlive.store import open_store
 from tests.support.images import encode, solid
 
+from .test_session import Recorder, ev
+
 
 class Labeller:
     """A fast, exact vision engine: the frame's red value is the 'text' it reads."""
@@ -37,19 +39,6 @@ class Labeller:
 
     def look(self, image, previous):
         return Sight(text=(f"SIGN {int(image[0, 0, 0])}",), faces=0)
-
-
-class Recorder:
-    def __init__(self, inner):
-        self.inner, self.name, self.requests = inner, "rec", []
-
-    def stream(self, request: ChatRequest):
-        self.requests.append(request)
-        return self.inner.stream(request)
-
-
-def ev(obj):
-    return parse_client_frame(json.dumps(obj))
 
 
 def b64(data: bytes) -> str:
