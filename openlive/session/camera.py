@@ -75,7 +75,7 @@ class Camera:
         self._changed = changed
         self.notes: deque[Note] = deque(maxlen=MAX_NOTES)  # since the last user turn, oldest first
         self.last_seen = ""  # the latest note, whether or not a turn has carried it yet
-        self._thumbnail = None  # the last frame looked at, small, to tell a change
+        self._thumbnail = None  # the last frame described, small, to tell a change
         self._looking: set[asyncio.Future[Sight | None]] = set()
         self._last_frame_at = -VIEW_GAP_S  # monotonic
         self._new_view = False  # the frames being looked at start a new view: a turn waits for them
@@ -118,8 +118,12 @@ class Camera:
         sight = future.result()
         if sight is None:
             return  # dropped unseen: a newer frame of this session took its place
-        self._thumbnail = sight.thumbnail
         self._new_view = False
+        if sight.changed is False and sight.jpeg is None:
+            # The view described last, not described again. The reference stays that view, so a
+            # slow pan, each frame a little different, is still seen to change.
+            return
+        self._thumbnail = sight.thumbnail
         image = None
         if sight.jpeg is not None:
             image = "data:image/jpeg;base64," + base64.b64encode(sight.jpeg).decode("ascii")

@@ -193,6 +193,24 @@ def test_the_embedded_engine_describes_a_sign_frame(reader):
     assert sight.describe().startswith("The frame shows the text: 'EXIT 12'. No person or face is in view. Mostly blue")
 
 
+def test_the_same_view_again_is_not_read_again_and_a_new_view_is():
+    class CountingReader:
+        calls = 0
+
+        def read(self, image):
+            self.calls += 1
+            return ("WORDS",)
+
+    engine = EmbeddedVision(find_faces=False)
+    engine._reader = reader = CountingReader()
+    first = engine.look(decode_frame(encode(sign("GATE 7"))), None)
+    again = engine.look(decode_frame(encode(sign("GATE 7"))), first.thumbnail)
+    assert reader.calls == 1 and again.changed is False and again.text == ()
+    assert again.thumbnail is first.thumbnail  # the reference stays the view described
+    other = engine.look(decode_frame(encode(landscape())), again.thumbnail)
+    assert reader.calls == 2 and other.changed is True and other.text == ("WORDS",)
+
+
 # ------------------------------------------------------------------ the shared worker
 
 class Slow:

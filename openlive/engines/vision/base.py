@@ -25,7 +25,9 @@ class Sight:
     faces: int | None = None  # None: not looked for
     colours: tuple[str, ...] = ()  # dominant colour names, most of the picture first
     brightness: str = ""  # "very dark" | "dark" | "" (ordinary) | "bright" | "very bright"
-    changed: bool | None = None  # since this session's previous frame; None: the first frame
+    # Since the last frame described (`previous`); None: the first frame. False: the same view, which
+    # an engine that describes frames need not describe again (its other fields are then empty).
+    changed: bool | None = None
     thumbnail: np.ndarray | None = field(default=None, compare=False, repr=False)  # for the next comparison
     jpeg: bytes | None = field(default=None, compare=False, repr=False)  # the frame itself, for an LLM that sees
 
@@ -54,5 +56,5 @@ class VisionEngine(Protocol):
         """Load models; called once in the worker thread before the first frame."""
 
     def look(self, image: np.ndarray, previous: np.ndarray | None) -> Sight:
-        """Describe one RGB frame (height × width × 3, uint8); `previous` is the session's last
-        frame's thumbnail, to say whether the picture changed. Runs in a worker thread."""
+        """Describe one RGB frame (height × width × 3, uint8); `previous` is the thumbnail of the
+        session's last frame described, to say whether the picture changed. Runs in a worker thread."""
