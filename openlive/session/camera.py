@@ -151,17 +151,26 @@ class Camera:
         if self.needs_settling():
             await asyncio.wait(set(self._looking), timeout=timeout)
 
-    def take_notes(self) -> tuple[list[str], list[str]]:
-        """The notes (and frames, for an LLM that sees) that belong to the turn now answered."""
+    def _chosen(self) -> list[Note]:
+        """The notes that belong to a turn answered now."""
         notes = list(self.notes)
-        self.notes.clear()
-        if not notes:
-            return [], []
-        if not self.include_all_video:
+        if notes and not self.include_all_video:
             # The last view seen while the user spoke, and the view now. Each note is ~30 tokens the
             # LLM reads after the turn ends (~0.3 s on 2 cores with the 1.5B): a camera whose view
             # changes every frame once carried four and tripled voice-to-voice latency.
             notes = [n for n in notes[:-1] if n.during_activity][-1:] + notes[-1:]
+        return notes
+
+    def opening(self) -> str:
+        """How the next user turn would begin if it were answered now (its notes), for reading
+        ahead; "" when it has none, or when it carries frames (an LLM that sees reads those)."""
+        notes = self._chosen()
+        return "" if any(n.image for n in notes) else "\n".join(n.text for n in notes)
+
+    def take_notes(self) -> tuple[list[str], list[str]]:
+        """The notes (and frames, for an LLM that sees) that belong to the turn now answered."""
+        notes = self._chosen()
+        self.notes.clear()
         return [n.text for n in notes], [n.image for n in notes if n.image]
 
     def into_turn(self) -> None:

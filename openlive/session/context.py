@@ -206,12 +206,12 @@ class Conversation:
 
     # ------------------------------------------------------------------ what the model reads
 
-    def system_prompt(self) -> str:
+    def system_prompt(self, *, seen: bool | None = None) -> str:
         # What never changes first (the engine's guidance, how to speak), so sessions share a
         # prompt prefix the LLM server's cache already holds; the language last, where small
         # models heed it ("answer in German" early on made one answer "Berlin" to anything).
         parts = [text for text in (self.guidance, self.system_instruction) if text]
-        if self.seen and CAMERA_GUIDANCE not in self.guidance:
+        if (self.seen if seen is None else seen) and CAMERA_GUIDANCE not in self.guidance:
             parts.append(CAMERA_GUIDANCE)  # an engine with no guidance of its own, once there are notes
         if self.modality == "AUDIO":
             parts.insert(1 if self.guidance else 0, "Your answers are spoken aloud: use short plain sentences, with "
@@ -223,9 +223,12 @@ class Conversation:
             parts.append(language)
         return "\n\n".join(parts)
 
-    def chat_request(self, params: SamplingParams, json_schema: dict[str, Any] | None = None) -> ChatRequest:
+    def chat_request(self, params: SamplingParams, json_schema: dict[str, Any] | None = None, *,
+                     notes: str = "") -> ChatRequest:
+        """What the LLM reads for the next reply. With `notes`: the conversation as a next user turn
+        that begins with these camera notes will look, before its words (read_ahead.py)."""
         messages: list[ChatMessage] = []
-        system = self.system_prompt()
+        system = self.system_prompt(seen=True if notes else None)
         if system:
             messages.append(ChatMessage("system", system))
         # Frames go only with the latest turns that have them: an LLM that sees reads the view now
@@ -241,6 +244,8 @@ class Conversation:
         for index, turn in enumerate(self.history):
             messages.append(ChatMessage("assistant" if turn.role == "model" else "user", turn.text,
                                         images.get(index, ())))
+        if notes:
+            messages.append(ChatMessage("user", notes))
         return ChatRequest(tuple(messages), params, json_schema=json_schema)
 
     # ------------------------------------------------------------------ the window

@@ -43,6 +43,7 @@ from .checkpoints import Checkpoints, Persistence, setup_json
 from .context import ContextPolicy, Conversation, TokenBudget
 from .end_of_turn import EndOfTurnPolicy, TextTurnModel, TurnModel
 from .options import SessionOptions
+from .read_ahead import ReadAhead
 from .reply import Replies
 from .resumption import Snapshot
 from .tool_calls import ToolCalls
@@ -98,11 +99,13 @@ class LiveSession:
         self.replies = Replies(llm=llm, send=send, options=self.options, conversation=self.conversation,
                                tool_calls=self.tool_calls, speech=speech or SpeechConfig(), voices=voices,
                                fail=self.fail, before_turn_complete=self._save_before_turn_complete,
-                               name=f"reply-{self.session_id}")
+                               name=f"reply-{self.session_id}", before_llm=self._before_llm)
+        self.read_ahead = ReadAhead(llm=llm, conversation=self.conversation, params=self.options.params,
+                                    busy=lambda: self.replying)
         self.camera = Camera(vision=vision, conversation=self.conversation, key=self.session_id,
                              media_resolution=self.options.media_resolution,
                              include_all_video=self.options.include_all_video, limits=frame_limits or FrameLimits(),
-                             speaking=self._user_speaking, changed=lambda: self.checkpoints.request())
+                             speaking=self._user_speaking, changed=self._view_changed)
         self.checkpoints = Checkpoints(setup=setup, persistence=persistence, conversation=self.conversation,
                                        tool_calls=self.tool_calls, send=send, quiet=self._quiet,
                                        stopped=lambda: self._closing or self.failure.done(), camera=self.camera,
@@ -141,7 +144,7 @@ class LiveSession:
         for task in tasks:
             task.cancel()
         self.camera.aclose()
-        await asyncio.gather(self.turns.aclose(), *tasks, return_exceptions=True)
+        await asyncio.gather(self.turns.aclose(), self.read_ahead.aclose(), *tasks, return_exceptions=True)
         await self.checkpoints.drain()
 
     def fail(self, error: ProtocolError) -> None:
@@ -238,6 +241,13 @@ class LiveSession:
             turns.audio_stream_end()
         if event.activity_end is not None:
             turns.activity_end()
+
+    def _view_changed(self) -> None:
+        self.checkpoints.request()  # what was seen is conversation state
+        self.read_ahead.opening(self.camera.opening())  # the next turn begins with it: read it now
+
+    async def _before_llm(self) -> None:
+        await self.read_ahead.settle()
 
     def _user_speaking(self) -> bool:
         audio = self.turns.user_audio

@@ -75,7 +75,8 @@ class Replies:
     def __init__(self, *, llm: LLMEngine, send: sm.Send, options: SessionOptions, conversation: Conversation,
                  tool_calls: ToolCalls, speech: SpeechConfig, voices: VoiceRegistry | None,
                  fail: Callable[[ProtocolError], None],
-                 before_turn_complete: Callable[[], Awaitable[None]], name: str = "reply") -> None:
+                 before_turn_complete: Callable[[], Awaitable[None]], name: str = "reply",
+                 before_llm: Callable[[], Awaitable[None]] | None = None) -> None:
         self.llm = llm
         self._send = send
         self.options = options
@@ -86,6 +87,7 @@ class Replies:
         self.voice: TTSVoice | None = None  # set at session start for AUDIO sessions
         self._fail = fail
         self._before_turn_complete = before_turn_complete
+        self._before_llm = before_llm  # e.g. let the LLM finish reading ahead (read_ahead.py)
         self._name = name
         self.task: asyncio.Task[None] | None = None
         self._record: ReplyRecord | None = None  # what the running reply has sent (for its usage if cut)
@@ -131,6 +133,8 @@ class Replies:
         self._record = reply
         try:
             await self.conversation.fit(self.llm)
+            if self._before_llm is not None:
+                await self._before_llm()
             allow_tools = True
             for _ in range(MAX_TOOL_ROUNDS):
                 text = self._model_text(reply, allow_tools=allow_tools)

@@ -337,3 +337,60 @@ async def test_a_view_changing_every_frame_while_the_user_speaks_adds_at_most_tw
     await settle(session)
     seen = [line.split("'")[1] for line in last_user(engine).splitlines() if line.startswith("[camera]")]
     assert seen == expected
+
+
+class Warming(Recorder):
+    """A recording engine that can read ahead (`warm`), remembering what it was given."""
+
+    def __init__(self, inner, delay: float = 0.0):
+        super().__init__(inner)
+        self.warmed: list = []
+        self.delay = delay
+
+    async def warm(self, request):
+        await asyncio.sleep(self.delay)
+        self.warmed.append(request)
+
+
+async def test_a_camera_note_is_read_ahead_as_the_start_of_the_next_turn(vision):
+    session, _, engine = await open_session(vision)
+    warming = Warming(engine.inner)
+    session.replies.llm = warming
+    session.read_ahead._warm = warming.warm
+    await session.handle(video(frame(12)))
+    await settle(session)
+    for _ in range(200):
+        if warming.warmed:
+            break
+        await asyncio.sleep(0.01)
+    assert len(warming.warmed) == 1
+    read = warming.warmed[0].messages
+    assert read[-1].role == "user" and read[-1].content.startswith("[camera] The frame shows the text: 'SIGN 12'.")
+    await session.handle(user("What does the sign say?"))
+    await settle(session)
+    asked = warming.requests[-1].messages
+    # The reply's request begins exactly as the one read ahead: the server's cache holds that much.
+    assert asked[:-1] == read[:-1]
+    assert asked[-1].content == read[-1].content + "\nWhat does the sign say?"
+
+
+async def test_reading_ahead_waits_for_the_reply_and_takes_only_the_latest_view(vision):
+    session, _, engine = await open_session(vision)
+    warming = Warming(engine.inner, delay=0.05)
+    session.read_ahead._warm = warming.warm
+    session.read_ahead.min_gap_s = 0.3
+    busy = True
+    session.read_ahead._busy = lambda: busy
+    await session.handle(video(frame(12)))
+    await settle(session)
+    await asyncio.sleep(0.1)
+    assert warming.warmed == []  # the reply in progress has the LLM
+    busy = False
+    for value in (20, 30, 40):  # three views within one gap: only the last is read
+        await session.handle(video(frame(value)))
+        await settle(session)
+    for _ in range(200):
+        if warming.warmed and "SIGN 40" in warming.warmed[-1].messages[-1].content:
+            break
+        await asyncio.sleep(0.01)
+    assert len(warming.warmed) <= 2 and "SIGN 40" in warming.warmed[-1].messages[-1].content

@@ -70,6 +70,8 @@ class LLMEngine(Protocol):
     name: str
     # Optional `system_guidance: str`: what this engine's model must be told before the client's
     # instruction (small embedded models need it; a session reads it with getattr, default "").
+    # Optional `async warm(request)`: read a request into the server's prompt cache ahead of time
+    # (session/read_ahead.py); an engine without it simply reads everything when asked.
 
     async def start(self) -> None:
         """Load weights or check the remote server; called once before the first request."""

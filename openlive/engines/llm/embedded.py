@@ -107,6 +107,10 @@ class EmbeddedLlamaEngine:
             raise EngineError(f"LLM engine {self.name!r} is not started")
         return self._client.stream(request)
 
+    async def warm(self, request: ChatRequest) -> None:
+        if self._client is not None:
+            await self._client.warm(request)
+
     async def count_tokens(self, text: str) -> int:
         if self._client is None:
             return estimate_tokens(text)

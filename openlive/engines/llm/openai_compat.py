@@ -132,6 +132,19 @@ class OpenAICompatEngine:
             prompt = sum(estimate_tokens(m.content) for m in request.messages)
             yield Finished(prompt, estimate_tokens("".join(produced)), finish_reason=finish_reason)
 
+    async def warm(self, request: ChatRequest) -> None:
+        """Have the server read `request` into its prompt cache, generating one token that is dropped:
+        a later request that starts the same way reads only what follows (llama.cpp's cache_prompt,
+        vLLM's prefix caching)."""
+        body = {**self._body(request), "stream": False, "max_tokens": 1}
+        body.pop("stream_options", None)
+        try:
+            response = await self._client.post(f"{self.base_url}/chat/completions", json=body)
+        except httpx.HTTPError as exc:
+            raise EngineError(f"LLM engine {self.name!r}: {type(exc).__name__}: {exc}") from exc
+        if response.status_code >= 400:
+            raise EngineError(f"LLM engine {self.name!r}: HTTP {response.status_code}: {response.text[:300]}")
+
     async def count_tokens(self, text: str) -> int:
         """The model's own token count, from the server's /tokenize (llama.cpp, vLLM); else an estimate."""
         if not text:
