@@ -10,8 +10,12 @@ reply audio (p50, p90), and the longest gap between two reply audio messages of 
 audio stall shows there first); then the video/audio p50 ratio (target ≤ 1.15) and the frames
 the server dropped (from /metrics).
 
-    .venv/bin/python bench/vision.py [--seconds 60] [--fps 2] [--scene changing|steady] [--out FILE]
-        [--data-dir ~/.openlive]
+    .venv/bin/python bench/vision.py [--seconds 60] [--fps 2] [--scene changing|steady] [--hold]
+        [--rounds N] [--out FILE] [--data-dir ~/.openlive]
+
+`--hold` makes each session one long call of `--seconds` (the questions asked again and again,
+the camera on throughout, the sliding window at work), as issue 12 asks: "frames streamed at 2
+per second for 60 s beside real-time speech".
 """
 
 from __future__ import annotations
@@ -73,7 +77,8 @@ async def camera(session: Any, pictures: list[bytes], fps: float) -> None:
 
 
 async def session_turns(base: str, clips: list[tuple[str, bytes]], pictures: list[bytes] | None, fps: float,
-                        timeout: float) -> list[dict[str, Any]]:
+                        timeout: float, hold_s: float = 0.0) -> list[dict[str, Any]]:
+    """One session asking `clips` in turn (again and again until `hold_s` have passed, if given)."""
     from google import genai
     from google.genai import types
 
@@ -94,7 +99,11 @@ async def session_turns(base: str, clips: list[tuple[str, bytes]], pictures: lis
             if pictures:
                 tasks.append(asyncio.create_task(camera(session, pictures, fps)))
                 await asyncio.sleep(2.0)  # the camera is on before the first question
-            for turn, (question, pcm) in enumerate(clips):
+            opened = time.monotonic()
+            turns = [clips[n % len(clips)] for n in range(len(clips) * 1000)]
+            for turn, (question, pcm) in enumerate(turns):
+                if turn >= len(clips) and time.monotonic() - opened >= hold_s:
+                    break
                 row: dict[str, Any] = {"turn": turn + 1, "question": question}
                 rows.append(row)
                 mark = len(inbox.events)
@@ -142,11 +151,12 @@ def frames_dropped(base: str) -> float | None:
     return float(found.group(1)) if found else None
 
 
-async def run(seconds: float, fps: float, data_dir: Path, timeout: float, scene: str = "changing") -> dict[str, Any]:
+async def run(seconds: float, fps: float, data_dir: Path, timeout: float, scene: str = "changing",
+              hold: bool = False, rounds: int = 1) -> dict[str, Any]:
     clips = v2v_clips()[:V2V_TURNS]
     pictures = frames(50, scene)
     result: dict[str, Any] = {"benchmark": "vision", "machine": machine(), "fps": fps, "seconds": seconds,
-                              "scene": scene, "load_average_start": load()}
+                              "scene": scene, "hold": hold, "rounds": rounds, "load_average_start": load()}
     rows: dict[str, list[dict[str, Any]]] = {"audio": [], "video": []}
     process = None
     try:
@@ -154,10 +164,11 @@ async def run(seconds: float, fps: float, data_dir: Path, timeout: float, scene:
         await session_turns(base, clips[:1], None, fps, timeout)  # warm-up, unmeasured
         streamed = 0.0
         k = 0
-        while streamed < seconds:
+        while streamed < seconds * rounds:
             for kind in ("audio", "video") if k % 2 == 0 else ("video", "audio"):  # alternate who goes first
                 started = time.monotonic()
-                got = await session_turns(base, clips, pictures if kind == "video" else None, fps, timeout)
+                got = await session_turns(base, clips, pictures if kind == "video" else None, fps, timeout,
+                                          hold_s=seconds if hold else 0.0)
                 rows[kind] += got
                 if kind == "video":
                     streamed += time.monotonic() - started
@@ -188,9 +199,13 @@ def main() -> None:
     parser.add_argument("--timeout", type=float, default=120.0)
     parser.add_argument("--scene", choices=("changing", "steady"), default="changing",
                         help="a new sign every frame (worst case), or one sign held still")
+    parser.add_argument("--hold", action="store_true",
+                        help="each session lasts --seconds (its questions asked again and again), as one long call")
+    parser.add_argument("--rounds", type=int, default=1, help="--seconds of video this many times over")
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args()
-    result = asyncio.run(run(args.seconds, args.fps, args.data_dir.expanduser(), args.timeout, args.scene))
+    result = asyncio.run(run(args.seconds, args.fps, args.data_dir.expanduser(), args.timeout, args.scene,
+                             args.hold, args.rounds))
     write_result("vision", result, args.out)
 
 
