@@ -67,7 +67,7 @@ BUILTIN_MODEL_NAMES: tuple[str, ...] = (
 )
 
 LLM_ENGINE_KINDS = ("embedded", "openai", "scripted")
-VOICE_ENGINE_KINDS = ("piper", "espeak")
+VOICE_ENGINE_KINDS = ("piper", "espeak", "openai")
 
 
 class ConfigError(ValueError):
@@ -98,7 +98,7 @@ class VoiceConfig:
     """A voice name clients may ask for, and the engine and settings that speak it."""
 
     name: str
-    engine: str = "espeak"  # piper | espeak
+    engine: str = "espeak"  # piper | espeak | openai (a server with POST /audio/speech)
     gender: str = "male"  # female | male
     model: str = "joe"  # piper: packaged voice id or a path to a .onnx (with its .onnx.json)
     length_scale: float = 1.0  # piper: > 1 speaks slower
@@ -106,6 +106,13 @@ class VoiceConfig:
     variant: str = "m1"  # espeak: m1..m8, f1..f5
     pitch: int = 50  # espeak: 0..100
     rate: int = 175  # espeak: words per minute
+    base_url: str | None = None  # openai: e.g. "http://tts-box:8000/v1" (speaches, Kokoro-FastAPI, openlive)
+    remote_model: str = "tts-1"  # openai: the model name the server expects
+    remote_voice: str = "alloy"  # openai: the server's own name for the voice
+    api_key: str | None = None  # openai
+    sample_rate: int = 24000  # openai: the rate of the server's raw PCM ("pcm" response format)
+    speed: float | None = None  # openai: > 1 speaks faster
+    timeout_s: float = 30.0  # openai
 
 
 # The Live API's eight voices. Puck (the default) is the natural Piper voice; the others are
@@ -308,7 +315,8 @@ class Config:
         """Every credential in the configuration: the log redacts them wherever they appear."""
         password = _url_password(self.store.url)
         values = [*self.api_keys, *(llm.api_key for llm in self.llms.values()), self.asr.api_key,
-                  self.search.api_key, password, unquote(password) if password else None]
+                  *(voice.api_key for voice in self.voices.values()), self.search.api_key, password,
+                  unquote(password) if password else None]
         return tuple(dict.fromkeys(v for v in values if v))
 
     @property
@@ -330,6 +338,8 @@ class Config:
                 raise ConfigError(f"[voices.{voice.name}] engine must be one of {', '.join(VOICE_ENGINE_KINDS)}")
             if voice.gender not in ("female", "male"):
                 raise ConfigError(f"[voices.{voice.name}] gender must be female or male")
+            if voice.engine == "openai" and not voice.base_url:
+                raise ConfigError(f"[voices.{voice.name}] engine 'openai' needs base_url")
         if self.turn.engine not in ("smart-turn", "silence"):
             raise ConfigError("[turn] engine must be smart-turn or silence")
         turn = self.turn

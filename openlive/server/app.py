@@ -19,7 +19,7 @@ from typing import Any
 
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route, WebSocketRoute
 from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 
@@ -43,6 +43,7 @@ from .auth import AuthError, KeyChecker, credential_from, owner_of
 from .ephemeral import TokenGrant, TokenRequestError, apply_constraints, check_usable, mint_token_name
 from .limits import KeyLimits, store_needed
 from .playground import playground_routes
+from .speech_api import SpeechRequest, speak
 
 log = logging.getLogger(__name__)
 
@@ -137,6 +138,7 @@ class OpenLiveApp:
                 Route("/healthz", self.healthz),
                 Route("/metrics", self.metrics),
                 Route("/v1/audio/transcriptions", self.transcriptions, methods=["POST"]),
+                Route("/v1/audio/speech", self.speech, methods=["POST"]),
                 *playground_routes(config),
                 Route("/{path:path}", self.rest, methods=["GET"]),
                 Route("/{path:path}", self.rest_post, methods=["POST"]),
@@ -225,6 +227,24 @@ class OpenLiveApp:
         transcript = await self.engines.asr.transcribe(pcm, language if isinstance(language, str) else None)
         return JSONResponse({"text": transcript.text, "language": transcript.language,
                              "duration": transcript.duration_s})
+
+    async def speech(self, request: Request) -> Response:
+        """The OpenAI audio API over this node's voices (speech_api.py), streamed."""
+        try:
+            self.keys.check(credential_from(request.headers, request.query_params))
+        except AuthError as exc:
+            return self._rest_error(exc.http_status, exc.status, exc.message)
+        if not await self.engines.wait_ready(self.config.ready_timeout_s) or self.engines.voices is None:
+            return self._rest_error(503, "UNAVAILABLE", "The service is currently unavailable.")
+        voices = self.engines.voices
+        try:
+            body = loads(await self._body(request) or b"{}", self.frame_limits)
+            wanted = SpeechRequest.parse(body, voices)
+        except JSONLimitError as exc:
+            return self._rest_error(400, "INVALID_ARGUMENT", exc.message)
+        except ValueError as exc:  # SpeechRequestError, or JSON that does not parse
+            return self._rest_error(400, "INVALID_ARGUMENT", str(exc))
+        return StreamingResponse(speak(wanted, voices), media_type=wanted.media_type)
 
     async def rest_post(self, request: Request) -> Response:
         path = re.sub(r"/+", "/", request.url.path)

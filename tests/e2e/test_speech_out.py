@@ -128,3 +128,43 @@ async def test_text_and_audio_together_are_refused(scripted_server):
 async def test_no_modality_means_audio_as_on_the_live_api(scripted_server):
     reply = await ask(scripted_server, "hello", types.LiveConnectConfig())
     assert reply["audio_messages"] >= 1 and reply["text_parts"] == 0
+
+
+async def test_a_node_speaks_with_another_nodes_voice_through_the_openai_audio_api(start_server, asr):
+    """Node A serves its voices at POST /v1/audio/speech; node B's Puck is a remote voice on it."""
+    import httpx
+
+    scripted = '[llm.default]\nengine = "scripted"\n'
+    node_a = start_server(scripted, tls=False)
+    node_b = start_server(scripted + f'[voices.Puck]\nengine = "openai"\nbase_url = "{node_a.base_url}/v1"\n'
+                                     'remote_voice = "Kore"\ngender = "male"\n')
+    reply = await ask(node_b, "Tell me about the harbour", speech_config("Puck"), key="k")
+    assert reply["mime"] == {"audio/pcm;rate=24000"}
+    assert reply["audio_messages"] >= 3  # streamed in playable pieces, as from a voice of its own
+    said = reply["transcript"]  # the scripted engine echoes: "You said: Tell me about the harbour"
+    assert "harbour" in said.lower()
+    heard = asr["whisper-base"].transcribe(to_16k(reply["audio"]), "en").text
+    letters = [re.sub(r"[^a-z]", "", t.lower()) for t in (said, heard)]
+    assert difflib.SequenceMatcher(None, *letters).ratio() > 0.8, (said, heard)
+    async with httpx.AsyncClient(timeout=60) as http:
+        # Node A's Kore spoke it, not a Puck like node A's own: its pitch is Kore's, far above Puck's.
+        own = await http.post(f"{node_a.base_url}/v1/audio/speech", json={
+            "input": said, "voice": "Puck", "response_format": "pcm"})
+        assert own.status_code == 200 and own.headers["content-type"] == "audio/pcm"
+        pitch = [median_f0(np.frombuffer(pcm, dtype=np.int16), 24000) for pcm in (reply["audio"], own.content)]
+        assert pitch[0] >= 1.4 * pitch[1], pitch
+        wav = await http.post(f"{node_a.base_url}/v1/audio/speech",
+                              json={"model": "tts-1", "input": "One. Two. Three.", "voice": "Puck",
+                                    "response_format": "wav"})
+        assert wav.status_code == 200 and wav.headers["content-type"] == "audio/wav"
+        assert wav.content[:4] == b"RIFF" and wav.content[8:16] == b"WAVEfmt "
+        assert int.from_bytes(wav.content[24:28], "little") == 24000 and len(wav.content) > 44 + 24000
+        for body, why in [({"input": "hi", "voice": "alloy"}, "voice 'alloy' is not available"),
+                          ({"input": "", "voice": "Puck"}, "non-empty"),
+                          ({"input": "hi", "response_format": "mp3"}, "mp3"),
+                          ({"input": "x" * 5000}, "at most 4096")]:
+            bad = await http.post(f"{node_a.base_url}/v1/audio/speech", json=body)
+            assert bad.status_code == 400 and why in bad.json()["error"]["message"], (body, bad.text)
+        broken = await http.post(f"{node_a.base_url}/v1/audio/speech", content=b"{not json",
+                                 headers={"content-type": "application/json"})
+        assert broken.status_code == 400

@@ -23,6 +23,15 @@ def build_voice(config: VoiceConfig) -> TTSVoice:
 
         info = VoiceInfo(config.name, config.gender, None, "espeak")  # eSpeak NG speaks ~100 languages
         return EspeakVoice(info, variant=config.variant, pitch=config.pitch, rate=config.rate)
+    if config.engine == "openai":
+        from .openai_speech import OpenAISpeechVoice
+
+        assert config.base_url is not None  # checked by Config.validate
+        # The remote voice's languages are the server's business: it is asked for any.
+        info = VoiceInfo(config.name, config.gender, None, "openai")
+        return OpenAISpeechVoice(info, base_url=config.base_url, model=config.remote_model, voice=config.remote_voice,
+                                 api_key=config.api_key, sample_rate=config.sample_rate, speed=config.speed,
+                                 timeout_s=config.timeout_s)
     raise TTSError(f"voice {config.name!r}: unknown engine {config.engine!r}")
 
 
