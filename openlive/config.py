@@ -91,6 +91,11 @@ class LLMConfig:
     token_delay_ms: float | None = None
     timeout_s: float = 60.0
     extra_body: dict[str, Any] = field(default_factory=dict)
+    # How the model calls functions. "grammar": openlive asks for JSON that names the tool, the
+    # runtime's grammar enforcing it (what small models do best). "native": the server's own
+    # tool calling (OpenAI `tools` and `tool_calls`: vLLM, llama.cpp's server with --jinja,
+    # Ollama), for engine = "openai" with a model trained to call tools.
+    tool_mode: str = "grammar"
 
 
 @dataclass(frozen=True)
@@ -333,6 +338,10 @@ class Config:
                 raise ConfigError(f"[llm.{llm.name}] engine must be one of {', '.join(LLM_ENGINE_KINDS)}")
             if llm.engine == "openai" and not llm.base_url:
                 raise ConfigError(f"[llm.{llm.name}] engine 'openai' needs base_url")
+            if llm.tool_mode not in ("grammar", "native"):
+                raise ConfigError(f"[llm.{llm.name}] tool_mode must be grammar or native")
+            if llm.tool_mode == "native" and llm.engine != "openai":
+                raise ConfigError(f"[llm.{llm.name}] tool_mode 'native' needs engine 'openai'")
         for voice in self.voices.values():
             if voice.engine not in VOICE_ENGINE_KINDS:
                 raise ConfigError(f"[voices.{voice.name}] engine must be one of {', '.join(VOICE_ENGINE_KINDS)}")

@@ -53,7 +53,7 @@ def build_llm(llm: LLMConfig, data_dir: Path) -> LLMEngine:
     if llm.engine == "openai":
         assert llm.base_url is not None  # checked by Config.validate
         return OpenAICompatEngine(llm.name, llm.base_url, model=llm.model, api_key=llm.api_key,
-                                  timeout_s=llm.timeout_s, extra_body=llm.extra_body)
+                                  timeout_s=llm.timeout_s, extra_body=llm.extra_body, tool_mode=llm.tool_mode)
     if llm.engine == "scripted":
         return ScriptedEngine(llm.name, llm.script, token_delay_ms=llm.token_delay_ms)
     raise ValueError(f"unknown engine kind {llm.engine!r}")

@@ -173,8 +173,8 @@ class Checkpoints:
             system_instruction=conversation.system_instruction,
             tools=[t.model_dump(by_alias=True, exclude_none=True, mode="json") for t in conversation.tool_decls]
             if conversation.tool_decls is not None else None,
-            history=[SavedTurn(t.role, t.text, t.tokens if not t.uncounted else None, t.media_tokens, list(t.images))
-                     for t in conversation.history],
+            history=[SavedTurn(t.role, t.text, t.tokens if not t.uncounted else None, t.media_tokens, list(t.images),
+                               list(t.calls), list(t.results)) for t in conversation.history],
             background_calls={k: [name, args] for k, (name, args) in self.tool_calls.background.items()},
             camera=self.camera.pending() if self.camera is not None else [],
             created_at=time.time(),
@@ -200,7 +200,8 @@ class Checkpoints:
             conversation.tool_decls = saved_tools
             conversation.tools = ToolSet.from_setup(conversation.tool_decls)
         conversation.history = [Turn(t.role, t.text, t.tokens or 0, [] if t.tokens is not None else [t.text],
-                                     t.media_tokens, list(t.images)) for t in snapshot.history]
+                                     t.media_tokens, list(t.images), list(t.calls), list(t.results))
+                                for t in snapshot.history]
         notes = [line for t in conversation.history if t.role == "user" for line in t.text.splitlines()
                  if line.startswith("[camera]")]
         conversation.seen = bool(notes)

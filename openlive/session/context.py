@@ -20,12 +20,14 @@ longer fits the model's window ends, as the real service ends it.
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from ..engines.llm.base import CAMERA_GUIDANCE, ChatMessage, ChatRequest, LLMEngine, SamplingParams, count_tokens
+from ..engines.llm.base import (CAMERA_GUIDANCE, ChatMessage, ChatRequest, LLMEngine, SamplingParams, ToolCall,
+                               count_tokens)
 from ..protocol.errors import ProtocolError, invalid_argument
 from ..protocol.messages import ContextWindowCompressionConfig, Tool
 from .languages import language_instruction
@@ -92,6 +94,10 @@ class Turn:
     uncounted: list[str] = field(default_factory=list)  # text not yet through the tokenizer
     media_tokens: int = 0  # video frames that came with this turn (258 each)
     images: list[str] = field(default_factory=list)  # data URLs of its frames, for an LLM that sees
+    # Native tool calling (an engine with tool_mode "native") reads these as structured messages;
+    # the text keeps each one's line too, for engines that read tools as text:
+    calls: list[dict[str, Any]] = field(default_factory=list)  # model: {"id", "name", "args", "line"}
+    results: list[dict[str, Any]] = field(default_factory=list)  # user: {"id", "name", "response", "line"}
 
     @property
     def total(self) -> int:
@@ -144,6 +150,17 @@ class Conversation:
             last.media_tokens += media
         else:
             self.history.append(Turn(role, text, counted, uncounted, media))
+
+    def append_calls(self, calls: Sequence[dict[str, Any]]) -> None:
+        """The model called functions ({"id", "name", "args"} each): one line of history, and the calls."""
+        line = "[called " + "; ".join(f"{c['name']}({json.dumps(c['args'])})" for c in calls) + "]"
+        self.append("model", line)
+        self.history[-1].calls += [{**c, "line": line} for c in calls]
+
+    def append_result(self, call_id: str, name: str, response: Any, line: str) -> None:
+        """A function's result (its response object), said to the model as `line` in text."""
+        self.append("user", line)
+        self.history[-1].results.append({"id": call_id, "name": name, "response": response, "line": line})
 
     def add_camera_notes(self, notes: Sequence[str], images: Sequence[str] = ()) -> None:
         """What the camera showed since the last turn, put before the words of the user turn about
@@ -206,7 +223,7 @@ class Conversation:
 
     # ------------------------------------------------------------------ what the model reads
 
-    def system_prompt(self, *, seen: bool | None = None) -> str:
+    def system_prompt(self, *, seen: bool | None = None, native_tools: bool = False) -> str:
         # What never changes first (the engine's guidance, how to speak), so sessions share a
         # prompt prefix the LLM server's cache already holds; the language last, where small
         # models heed it ("answer in German" early on made one answer "Berlin" to anything).
@@ -216,7 +233,7 @@ class Conversation:
         if self.modality == "AUDIO":
             parts.insert(1 if self.guidance else 0, "Your answers are spoken aloud: use short plain sentences, with "
                                                     "no markdown, lists, code or emoji.")
-        if self.tools:
+        if self.tools and not native_tools:  # a server calling tools natively says how, from `tools`
             parts.append(self.tools.instructions())
         language = language_instruction(self.language)
         if language:
@@ -224,11 +241,13 @@ class Conversation:
         return "\n\n".join(parts)
 
     def chat_request(self, params: SamplingParams, json_schema: dict[str, Any] | None = None, *,
-                     notes: str = "") -> ChatRequest:
+                     notes: str = "", tools: Sequence[dict[str, Any]] = ()) -> ChatRequest:
         """What the LLM reads for the next reply. With `notes`: the conversation as a next user turn
-        that begins with these camera notes will look, before its words (read_ahead.py)."""
+        that begins with these camera notes will look, before its words (read_ahead.py). With
+        `tools` (native tool calling): calls and results as the structured messages of the OpenAI
+        format, and the model may call these functions."""
         messages: list[ChatMessage] = []
-        system = self.system_prompt(seen=True if notes else None)
+        system = self.system_prompt(seen=True if notes else None, native_tools=bool(tools))
         if system:
             messages.append(ChatMessage("system", system))
         # Frames go only with the latest turns that have them: an LLM that sees reads the view now
@@ -242,11 +261,14 @@ class Conversation:
                 images[index] = tuple(self.history[index].images[-room:])
                 room -= len(images[index])
         for index, turn in enumerate(self.history):
+            if tools and (turn.calls or turn.results):
+                messages += _native_messages(turn, images.get(index, ()))
+                continue
             messages.append(ChatMessage("assistant" if turn.role == "model" else "user", turn.text,
                                         images.get(index, ())))
         if notes:
             messages.append(ChatMessage("user", notes))
-        return ChatRequest(tuple(messages), params, json_schema=json_schema)
+        return ChatRequest(tuple(messages), params, json_schema=json_schema, tools=tuple(tools))
 
     # ------------------------------------------------------------------ the window
 
@@ -311,3 +333,22 @@ class Conversation:
     def tokens(self) -> int:
         """Tokens of history counted so far (text not yet through the tokenizer is not included)."""
         return self._counted_system[1] + sum(t.total for t in self.history)
+
+
+# Said after a function's result in text, for models that read tools as text; a native tool
+# message needs no such advice.
+RESULT_ADVICE = ("Use this result to answer.", "Use these results to answer.")
+
+
+def _native_messages(turn: Turn, images: tuple[str, ...]) -> list[ChatMessage]:
+    """A turn with function calls or results, as native tool calling reads it: the assistant's
+    text and its `tool_calls`; then one `tool` message per result, and what else the user said."""
+    structured = {c["line"] for c in turn.calls} | {r["line"] for r in turn.results} | set(RESULT_ADVICE)
+    rest = "\n".join(line for line in turn.text.split("\n") if line not in structured)
+    if turn.role == "model":
+        calls = tuple(ToolCall(c["id"], c["name"], c["args"]) for c in turn.calls)
+        return [ChatMessage("assistant", rest, images, tool_calls=calls)]
+    messages = [ChatMessage("tool", json.dumps(r["response"]), tool_call_id=r["id"]) for r in turn.results]
+    if rest.strip() or images:
+        messages.append(ChatMessage("user", rest, images))
+    return messages

@@ -39,6 +39,8 @@ class SavedTurn:
     tokens: int | None = None
     media_tokens: int = 0  # the turn's video frames
     images: list[str] = field(default_factory=list)  # the latest frames (data URLs), for an LLM that sees
+    calls: list[dict[str, Any]] = field(default_factory=list)  # function calls, for native tool calling
+    results: list[dict[str, Any]] = field(default_factory=list)  # function results, likewise
 
 
 @dataclass

@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 from ..engines.search.base import SearchProvider, SearchResult
 from ..protocol import server_messages as sm
 from ..protocol.messages import FunctionResponse, ToolResponse
-from .context import Conversation
+from .context import RESULT_ADVICE, Conversation
 from .tools import RUN_PYTHON, SEARCH, Decision
 
 if TYPE_CHECKING:
@@ -82,15 +82,17 @@ class ToolCalls:
         if function is None:  # the grammar prevents this; a grammar-less engine might not
             log.warning("model chose unknown tool %r", decision.tool)
             return False
-        append = self.conversation.append
         arg_sets = decision.args if isinstance(decision.args, list) else [decision.args]
         calls = [{"id": f"function-call-{uuid.uuid4().hex[:12]}", "name": function.name, "args": args}
                  for args in arg_sets if isinstance(args, dict)]
-        append("model", "[called " + "; ".join(f"{function.name}({json.dumps(c['args'])})" for c in calls) + "]")
+        self.conversation.append_calls(calls)
         if function.non_blocking:
             self.background.update({c["id"]: (function.name, c["args"]) for c in calls})
             await self._send(sm.tool_call(calls))
-            append("user", f"[{function.name} is running; its result will come later. Tell the user.]")
+            running = f"[{function.name} is running; its result will come later. Tell the user.]"
+            for call in calls:
+                self.conversation.append_result(call["id"], function.name, {"status": "running; the result comes later"},
+                                                running)
             return False
         loop = asyncio.get_running_loop()
         waiters = {c["id"]: loop.create_future() for c in calls}
@@ -104,9 +106,10 @@ class ToolCalls:
                 self._pending.pop(call_id, None)
         for call, response in zip(calls, responses):
             self._remember_answer(function.name, call["args"])
-            append("user", f"[result of {function.name}({json.dumps(call['args'])}): "
-                           f"{json.dumps(response.response)}]")
-        append("user", "Use these results to answer." if len(calls) > 1 else "Use this result to answer.")
+            self.conversation.append_result(call["id"], function.name, response.response,
+                                            f"[result of {function.name}({json.dumps(call['args'])}): "
+                                            f"{json.dumps(response.response)}]")
+        self.conversation.append("user", RESULT_ADVICE[len(calls) > 1])
         return True
 
     def _remember_answer(self, name: str, args: Any) -> None:

@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..engines.llm.base import ToolCall
 from ..protocol.bounded_json import JSONLimitError, loads
 from ..protocol.messages import FunctionDeclaration, Tool
 
@@ -84,7 +86,7 @@ class ToolSet:
     def __bool__(self) -> bool:
         return bool(self.functions) or self.code_execution or self.search
 
-    def schema(self, *, allow_tools: bool = True) -> dict[str, Any]:
+    def schema(self, *, allow_tools: bool = True, exclude: Collection[str] = ()) -> dict[str, Any]:
         """The JSON schema every model turn must follow (the grammar enforces it).
 
         One branch per tool, each tying the tool's name to its own arguments, and a "none" branch
@@ -94,7 +96,8 @@ class ToolSet:
         options = [_turn("none", {"type": "object", "properties": {}, "additionalProperties": False})]
         defs: dict[str, Any] = {}
         if allow_tools:
-            options += [_turn(name, params) for name, params in self.tool_parameters(defs).items()]
+            options += [_turn(name, params) for name, params in self.tool_parameters(defs).items()
+                        if name not in exclude]
         root = options[0] if len(options) == 1 else {"anyOf": options}
         return {**root, "$defs": defs} if defs else root
 
@@ -111,6 +114,30 @@ class ToolSet:
         if self.search:
             params[SEARCH] = _obj({"query": {"type": "string"}})
         return params
+
+    def native_tools(self) -> list[dict[str, Any]]:
+        """The tools as OpenAI function definitions, for a server that calls tools natively."""
+        tools = [{"type": "function", "function": {"name": f.name, "description": f.description,
+                                                   "parameters": f.parameters}} for f in self.functions.values()]
+        if self.code_execution:
+            tools.append({"type": "function", "function": {
+                "name": RUN_PYTHON, "description": "Run a complete Python program that prints a result; use it to "
+                                                   "calculate anything exactly.",
+                "parameters": _obj({"code": {"type": "string"}})}})
+        if self.search:
+            tools.append({"type": "function", "function": {
+                "name": SEARCH, "description": "Search documents for facts you do not know.",
+                "parameters": _obj({"query": {"type": "string"}})}})
+        return tools
+
+    def decision_of(self, calls: Sequence[ToolCall]) -> "Decision":
+        """Native tool calls as one decision: the first tool called, with every argument set given to it."""
+        if not calls:
+            return Decision("none")
+        name = calls[0].name
+        if name in (RUN_PYTHON, SEARCH):
+            return Decision(name, args=calls[0].args)
+        return Decision(name, args=[c.args for c in calls if c.name == name][:MAX_PARALLEL_CALLS])
 
     def instructions(self) -> str:
         """How the model should use the tools, for the system prompt (with examples: small models need them)."""

@@ -23,14 +23,14 @@ from .conftest import free_port
 pytestmark = pytest.mark.e2e
 
 
-@pytest.fixture(scope="module")
-def llama_server(data_dir, tmp_path_factory):
+def start_llama(data_dir, tmp_path_factory, *flags: str):
     port = free_port()
     log = tmp_path_factory.mktemp("llama") / "llama.log"
     model = resolve_model_file("qwen2.5-coder-0.5b", data_dir, progress=False)
     with open(log, "wb") as out:
         process = subprocess.Popen([sys.executable, "-m", "openlive.engines.llm.llama_server", "--model", str(model),
-                                    "--port", str(port), "--n-parallel", "2"], stdout=out, stderr=subprocess.STDOUT)
+                                    "--port", str(port), "--n-parallel", "2", *flags],
+                                   stdout=out, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}/v1"
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
@@ -40,6 +40,21 @@ def llama_server(data_dir, tmp_path_factory):
                 break
         except httpx.HTTPError:
             time.sleep(0.3)
+    return process, url, log
+
+
+@pytest.fixture(scope="module")
+def llama_server(data_dir, tmp_path_factory):
+    process, url, log = start_llama(data_dir, tmp_path_factory)
+    yield url, log
+    process.terminate()
+    process.wait(10)
+
+
+@pytest.fixture(scope="module")
+def llama_jinja_server(data_dir, tmp_path_factory):
+    """llama.cpp's server as users start it for tool calling (`llama-server --jinja`)."""
+    process, url, log = start_llama(data_dir, tmp_path_factory, "--jinja")
     yield url, log
     process.terminate()
     process.wait(10)
@@ -74,6 +89,41 @@ engine = "scripted"
     assert usage.prompt_token_count > 0 and usage.response_token_count > 0
     names = [m.name for m in client.models.list()]
     assert "models/my-remote-agent" in names
+
+
+async def test_native_tool_messages_are_read_by_a_real_llama_server(llama_jinja_server):
+    """tool_mode = "native" speaks the OpenAI format a server with tool calling reads: `tools`,
+    `tool_choice`, an assistant message with `tool_calls` and its `tool` result. llama.cpp's
+    server (--jinja) renders them through the model's template: the answer uses the result.
+
+    (The packaged Coder models write their calls as a JSON code block, which llama.cpp does not
+    take for a call, so the model's own calls are not asserted here; tests/unit/test_tools.py
+    drives the session through a whole native round trip.)"""
+    from openlive.engines.llm.base import ChatMessage, ChatRequest, Finished, SamplingParams, TextDelta, ToolCall
+    from openlive.engines.llm.openai_compat import OpenAICompatEngine
+    from openlive.session.tools import ToolSet
+
+    url, _ = llama_jinja_server
+    weather = types.FunctionDeclaration(name="get_weather", description="Get the current weather for a city.",
+                                        parameters=types.Schema(type=types.Type.OBJECT, properties={
+                                            "city": types.Schema(type=types.Type.STRING)}, required=["city"]))
+    from openlive.protocol.messages import Tool
+
+    tools = ToolSet.from_setup([Tool.model_validate({"functionDeclarations": [
+        weather.model_dump(mode="json", exclude_none=True, by_alias=True)]})]).native_tools()
+    engine = OpenAICompatEngine("remote", url, tool_mode="native")
+    messages = (ChatMessage("user", "What is the weather in Lisbon right now?"),
+                ChatMessage("assistant", "", tool_calls=(ToolCall("call-1", "get_weather", {"city": "Lisbon"}),)),
+                ChatMessage("tool", '{"temperature_celsius": 31, "sky": "sunny"}', tool_call_id="call-1"))
+    try:
+        for choice in (None, "none"):
+            chunks = [c async for c in engine.stream(ChatRequest(messages, SamplingParams(temperature=0, max_tokens=40),
+                                                                 tools=tuple(tools), tool_choice=choice))]
+            answer = "".join(c.text for c in chunks if isinstance(c, TextDelta))
+            assert "31" in answer, (choice, answer)
+            assert isinstance(chunks[-1], Finished) and chunks[-1].prompt_tokens > 60  # the tools were rendered
+    finally:
+        await engine.aclose()
 
 
 async def test_unreachable_remote_engine_fails_health_and_sessions_clearly(start_server):

@@ -89,7 +89,9 @@ async def test_call_waits_for_its_response_then_the_model_answers_with_it():
     await until(lambda: any(m.get("serverContent", {}).get("turnComplete") for m in sent))
     assert texts(sent) == "It is 21 degrees in Paris."
     assert '"temperature_c": 21' in engine.requests[1].messages[-1].content
-    assert engine.requests[0].json_schema is not None
+    assert "get_current_weather" in json.dumps(engine.requests[0].json_schema)
+    # The round that answers with the result may not ask for the same function again.
+    assert "get_current_weather" not in json.dumps(engine.requests[1].json_schema)
 
 
 async def test_interrupting_a_pending_call_cancels_it():
@@ -176,3 +178,70 @@ async def test_two_argument_sets_are_two_calls_answered_before_the_model_goes_on
     assert len(engine.requests) == 1  # still waiting for Tokyo
     await session.handle(frame({"toolResponse": {"functionResponses": [{"id": first["id"], "response": {"t": 20}}]}}))
     await until(lambda: texts(sent) == "Tokyo 20, Berlin 12.")
+
+
+class NativeEngine:
+    """Plays a server that calls tools itself: each turn is text, or calls (ToolCallsMade)."""
+
+    name, tool_mode = "native", "native"
+
+    def __init__(self, *turns):
+        self.turns, self.requests = list(turns), []
+
+    async def stream(self, request):
+        from openlive.engines.llm.base import ToolCallsMade
+
+        self.requests.append(request)
+        turn = self.turns.pop(0)
+        if isinstance(turn, str):
+            for word in turn.split(" "):
+                yield TextDelta(word + " ")
+        else:
+            yield ToolCallsMade(turn)
+        yield Finished(prompt_tokens=10, completion_tokens=5)
+
+
+async def test_native_tool_calling_sends_tools_and_reads_results_as_tool_messages():
+    from openlive.engines.llm.base import ToolCall
+
+    engine = NativeEngine((ToolCall("x1", "get_current_weather", {"location": "Lyon"}),
+                           ToolCall("x2", "get_current_weather", {"location": "Oslo"})), "Lyon is warm, Oslo is cold.")
+    session, sent = await open_session(engine)
+    await user(session, "Weather in Lyon and Oslo?")
+    await until(lambda: len(calls(sent)) == 2)
+    first = engine.requests[0]
+    # The server reads the functions as OpenAI tools; no JSON format is asked for or described.
+    assert first.json_schema is None and "Answer with JSON" not in first.messages[0].content
+    assert [t["function"]["name"] for t in first.tools] == ["get_current_weather"]
+    assert first.tools[0]["function"]["parameters"]["properties"]["location"]["type"] == "string"
+    await session.handle(frame({"toolResponse": {"functionResponses": [
+        {"id": c["id"], "name": c["name"], "response": {"temp_c": 20 if c["args"]["location"] == "Lyon" else -3}}
+        for c in calls(sent)]}}))
+    await until(lambda: any(m.get("serverContent", {}).get("turnComplete") for m in sent))
+    assert texts(sent).strip() == "Lyon is warm, Oslo is cold."
+    second = engine.requests[1].messages
+    ids = [c["id"] for c in calls(sent)]
+    assistant, *tools = second[-3:]
+    assert assistant.role == "assistant" and [c.id for c in assistant.tool_calls] == ids
+    assert [c.args for c in assistant.tool_calls] == [{"location": "Lyon"}, {"location": "Oslo"}]
+    assert [(t.role, t.tool_call_id, json.loads(t.content)) for t in tools] == [
+        ("tool", ids[0], {"temp_c": 20}), ("tool", ids[1], {"temp_c": -3})]
+
+
+def test_native_tool_calls_arrive_in_pieces_and_are_put_together():
+    from openlive.engines.llm.openai_compat import _CallAssembler, _message
+    from openlive.engines.llm.base import ChatMessage, ToolCall
+
+    calls = _CallAssembler()
+    calls.add([{"index": 0, "id": "call_1", "type": "function", "function": {"name": "get_weather", "arguments": ""}}])
+    calls.add([{"index": 0, "function": {"arguments": '{"locat'}}])
+    calls.add([{"index": 0, "function": {"arguments": 'ion": "Lyon"}'}},
+               {"index": 1, "id": "call_2", "function": {"name": "get_weather", "arguments": "{not json"}}])
+    calls.add("garbage")
+    assert calls.calls() == (ToolCall("call_1", "get_weather", {"location": "Lyon"}),
+                             ToolCall("call_2", "get_weather", {}))
+    said = _message(ChatMessage("assistant", "", tool_calls=(ToolCall("call_1", "get_weather", {"location": "Lyon"}),)))
+    assert said == {"role": "assistant", "content": None, "tool_calls": [{"id": "call_1", "type": "function", "function": {
+        "name": "get_weather", "arguments": '{"location": "Lyon"}'}}]}
+    assert _message(ChatMessage("tool", '{"t": 1}', tool_call_id="call_1")) == {
+        "role": "tool", "tool_call_id": "call_1", "content": '{"t": 1}'}

@@ -17,10 +17,21 @@ CAMERA_GUIDANCE = ("Lines that start with [camera] describe what the user's came
 
 
 @dataclass(frozen=True)
+class ToolCall:
+    """A function call the model made (native tool calling): its id, name and arguments."""
+
+    id: str
+    name: str
+    args: dict[str, Any]
+
+
+@dataclass(frozen=True)
 class ChatMessage:
-    role: str  # "system" | "user" | "assistant"
+    role: str  # "system" | "user" | "assistant" | "tool" (a function's result, native tool calling)
     content: str
     images: tuple[str, ...] = ()  # data URLs (image/jpeg), for an LLM that sees; after the text
+    tool_calls: tuple[ToolCall, ...] = ()  # assistant: the calls it made
+    tool_call_id: str | None = None  # tool: the call this is the result of
 
 
 @dataclass(frozen=True)
@@ -41,6 +52,10 @@ class ChatRequest:
     params: SamplingParams = field(default_factory=SamplingParams)
     # When set, the reply must be JSON matching this schema (the runtime's grammar enforces it).
     json_schema: dict[str, Any] | None = None
+    # Native tool calling: OpenAI `tools` (function definitions) the model may call, and
+    # `tool_choice` ("none": described, but not to be called now).
+    tools: tuple[dict[str, Any], ...] = ()
+    tool_choice: str | None = None
 
 
 @dataclass(frozen=True)
@@ -58,7 +73,14 @@ class Finished:
     finish_reason: str = "stop"
 
 
-ChatChunk = TextDelta | Finished
+@dataclass(frozen=True)
+class ToolCallsMade:
+    """Native tool calling: the calls the model made in this turn, once their arguments are complete."""
+
+    calls: tuple[ToolCall, ...]
+
+
+ChatChunk = TextDelta | ToolCallsMade | Finished
 
 
 class EngineError(RuntimeError):
@@ -70,6 +92,8 @@ class LLMEngine(Protocol):
     name: str
     # Optional `system_guidance: str`: what this engine's model must be told before the client's
     # instruction (small embedded models need it; a session reads it with getattr, default "").
+    # Optional `tool_mode: str`: "native" when the server calls tools itself (`ChatRequest.tools`,
+    # `ToolCallsMade`); otherwise the session asks for JSON that names the tool ("grammar").
     # Optional `async warm(request)`: read a request into the server's prompt cache ahead of time
     # (session/read_ahead.py); an engine without it simply reads everything when asked.
 

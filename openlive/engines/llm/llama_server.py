@@ -1,6 +1,6 @@
 """Run llama.cpp's OpenAI-compatible server (from xllamacpp) on its own, as a separate process.
 
-    python -m openlive.engines.llm.llama_server --model qwen2.5-coder-0.5b --port 8081
+    python -m openlive.engines.llm.llama_server --model qwen2.5-coder-0.5b --port 8081 [--jinja]
 
 Useful to share one LLM among several openlive nodes (point them at it with engine = "openai"),
 and as the real OpenAI-compatible server the remote engine is tested and benchmarked against.
@@ -27,6 +27,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--n-ctx", type=int, default=16384)
     parser.add_argument("--n-parallel", type=int, default=4)
     parser.add_argument("--threads", type=int, default=os.cpu_count() or 1)
+    parser.add_argument("--jinja", action="store_true",
+                        help="render prompts with the model's own Jinja chat template: native tool calling "
+                             "(`tools` in, `tool_calls` out), as llama-server --jinja")
+    parser.add_argument("--chat-template-file", type=Path, default=None,
+                        help="a Jinja chat template to use instead of the model's own (as llama-server's option)")
     args = parser.parse_args(argv)
 
     import xllamacpp
@@ -40,6 +45,9 @@ def main(argv: list[str] | None = None) -> int:
     params.cpuparams.n_threads = args.threads
     params.cpuparams_batch.n_threads = args.threads
     params.verbosity = -1
+    params.use_jinja = args.jinja
+    if args.chat_template_file is not None:
+        params.chat_template = args.chat_template_file.read_text(encoding="utf-8")
     server = xllamacpp.Server(params)
     print(f"llama.cpp server listening on {server.listening_address}", flush=True)
     stop = threading.Event()

@@ -13,7 +13,8 @@ from typing import Any, AsyncIterator
 
 import httpx
 
-from .base import ChatChunk, ChatMessage, ChatRequest, EngineError, Finished, TextDelta, estimate_tokens
+from .base import (ChatChunk, ChatMessage, ChatRequest, EngineError, Finished, TextDelta, ToolCall, ToolCallsMade,
+                   estimate_tokens)
 
 log = logging.getLogger(__name__)
 
@@ -31,8 +32,10 @@ class OpenAICompatEngine:
         max_connections: int = 64,
         include_usage: bool = True,
         extra_body: dict[str, Any] | None = None,
+        tool_mode: str = "grammar",
     ) -> None:
         self.name = name
+        self.tool_mode = tool_mode  # "native": the session sends `tools` and reads `tool_calls`
         self.base_url = base_url.rstrip("/")
         self.model = model
         self.include_usage = include_usage
@@ -78,6 +81,10 @@ class OpenAICompatEngine:
             "stop": list(p.stop) or None,
         }
         body.update({k: v for k, v in optional.items() if v is not None})
+        if request.tools:
+            body["tools"] = list(request.tools)
+            if request.tool_choice is not None:
+                body["tool_choice"] = request.tool_choice
         if request.json_schema is not None:
             body["response_format"] = {"type": "json_schema",
                                        "json_schema": {"name": "turn", "schema": request.json_schema, "strict": True}}
@@ -88,6 +95,7 @@ class OpenAICompatEngine:
         usage: dict[str, Any] | None = None
         finish_reason = "stop"
         produced: list[str] = []
+        calls = _CallAssembler()
         url = f"{self.base_url}/chat/completions"
         try:
             # Leaving this block early (cancellation) closes the connection, which is what tells
@@ -112,14 +120,19 @@ class OpenAICompatEngine:
                     if chunk.get("usage"):
                         usage = chunk["usage"]
                     for choice in chunk.get("choices") or []:
-                        text = (choice.get("delta") or {}).get("content")
+                        delta = choice.get("delta") or {}
+                        text = delta.get("content")
                         if text:
                             produced.append(text)
                             yield TextDelta(text)
+                        calls.add(delta.get("tool_calls"))
                         if choice.get("finish_reason"):
                             finish_reason = choice["finish_reason"]
         except httpx.HTTPError as exc:
             raise EngineError(f"LLM engine {self.name!r}: {type(exc).__name__}: {exc}") from exc
+        made = calls.calls()
+        if made:
+            yield ToolCallsMade(made)
         if usage:
             details = usage.get("prompt_tokens_details") or {}
             yield Finished(
@@ -171,9 +184,50 @@ class OpenAICompatEngine:
         await self._client.aclose()
 
 
+class _CallAssembler:
+    """Native tool calls arrive in pieces (`delta.tool_calls`, by index): the name first, the
+    arguments as JSON text in fragments. Whole calls come out once the stream has ended."""
+
+    def __init__(self) -> None:
+        self._parts: dict[int, dict[str, str]] = {}
+
+    def add(self, deltas: Any) -> None:
+        for n, delta in enumerate(deltas if isinstance(deltas, list) else []):
+            if not isinstance(delta, dict):
+                continue
+            index = delta.get("index") if isinstance(delta.get("index"), int) else n
+            part = self._parts.setdefault(index, {"id": "", "name": "", "arguments": ""})
+            function = delta.get("function") if isinstance(delta.get("function"), dict) else {}
+            for key, value in (("id", delta.get("id")), ("name", function.get("name")),
+                               ("arguments", function.get("arguments"))):
+                if isinstance(value, str):
+                    part[key] = part[key] + value if key == "arguments" else value
+
+    def calls(self) -> tuple[ToolCall, ...]:
+        made = []
+        for index in sorted(self._parts):
+            part = self._parts[index]
+            if not part["name"]:
+                continue
+            try:
+                args = json.loads(part["arguments"] or "{}")
+            except json.JSONDecodeError:
+                log.warning("engine sent tool arguments that are not JSON: %.120s", part["arguments"])
+                args = {}
+            made.append(ToolCall(part["id"] or f"call-{index}", part["name"], args if isinstance(args, dict) else {}))
+        return tuple(made)
+
+
 def _message(message: ChatMessage) -> dict[str, Any]:
     """One chat message in the OpenAI format; with images, content is a list of parts (the standard
-    vision format that vLLM, llama.cpp's server and Ollama read)."""
+    vision format that vLLM, llama.cpp's server and Ollama read); native tool calls and results
+    as `tool_calls` and `tool` messages."""
+    if message.tool_calls:
+        return {"role": "assistant", "content": message.content or None, "tool_calls": [
+            {"id": c.id, "type": "function", "function": {"name": c.name, "arguments": json.dumps(c.args)}}
+            for c in message.tool_calls]}
+    if message.role == "tool":
+        return {"role": "tool", "tool_call_id": message.tool_call_id, "content": message.content}
     if not message.images:
         return {"role": message.role, "content": message.content}
     parts: list[dict[str, Any]] = [{"type": "text", "text": message.content}] if message.content else []
