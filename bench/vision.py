@@ -10,7 +10,7 @@ reply audio (p50, p90), and the longest gap between two reply audio messages of 
 audio stall shows there first); then the video/audio p50 ratio (target ≤ 1.15) and the frames
 the server dropped (from /metrics).
 
-    .venv/bin/python bench/vision.py [--seconds 60] [--fps 2] [--scene changing|steady] [--hold]
+    .venv/bin/python bench/vision.py [--seconds 60] [--fps 2] [--scene changing|steady|camera] [--hold]
         [--rounds N] [--out FILE] [--data-dir ~/.openlive]
 
 `--hold` makes each session one long call of `--seconds` (the questions asked again and again,
@@ -31,6 +31,8 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import numpy as np
+from PIL import Image
 from common import machine, progress, start_openlive, stop, write_result
 from conversation import (LIVE_MODEL, V2V_MAX_TOKENS, V2V_TURNS, Inbox, Mic, cancel_all, clean_error, load,
                           v2v_clips)
@@ -59,9 +61,21 @@ class AudioInbox(Inbox):
 
 def frames(count: int, scene: str = "changing") -> list[bytes]:
     """changing: signs that differ frame to frame, so the vision engine reads every one and each is
-    a new note (the worst case); steady: one sign held in front of the camera (the usual case)."""
+    a new note (the worst case); steady: one sign held in front of the camera, frame for frame the
+    same; camera: that sign as a real camera sends it, each frame a little different (sensor
+    noise, a hand's jitter of a few pixels, the light flickering a few percent)."""
     if scene == "steady":
         return [encode(sign("GATE 7"))] * count
+    if scene == "camera":
+        rng = np.random.default_rng(7)
+        base = np.asarray(sign("GATE 7"), dtype=np.float32)
+        shots = []
+        for _ in range(count):
+            dy, dx = rng.integers(-3, 4, size=2)
+            shot = np.roll(base, (int(dy), int(dx)), axis=(0, 1)) * rng.uniform(0.97, 1.03)
+            shot += rng.normal(0, 4, size=shot.shape)
+            shots.append(encode(Image.fromarray(np.clip(shot, 0, 255).astype(np.uint8))))
+        return shots
     return [encode(sign(f"GATE {n % 50}")) for n in range(count)]
 
 
@@ -197,8 +211,9 @@ def main() -> None:
     parser.add_argument("--fps", type=float, default=2.0)
     parser.add_argument("--data-dir", type=Path, default=Path("~/.openlive"))
     parser.add_argument("--timeout", type=float, default=120.0)
-    parser.add_argument("--scene", choices=("changing", "steady"), default="changing",
-                        help="a new sign every frame (worst case), or one sign held still")
+    parser.add_argument("--scene", choices=("changing", "steady", "camera"), default="changing",
+                        help="a new sign every frame (worst case), one sign held still, or that sign as a real "
+                             "camera sends it (noise, jitter, flicker)")
     parser.add_argument("--hold", action="store_true",
                         help="each session lasts --seconds (its questions asked again and again), as one long call")
     parser.add_argument("--rounds", type=int, default=1, help="--seconds of video this many times over")

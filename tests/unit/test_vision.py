@@ -135,6 +135,10 @@ def test_change_since_the_last_frame():
     assert scene.changed(first, None) is None
     assert scene.changed(scene.thumbnail(pixels(sign("EXIT 12"))), first) is False
     assert scene.changed(scene.thumbnail(pixels(landscape())), first) is True
+    light = pixels(sign("EXIT 12")).astype(np.float32)
+    # A camera's exposure drifting a few percent is the same view; the light going out is not.
+    for gain, seen in ((1.04, False), (0.96, False), (0.3, True)):
+        assert scene.changed(scene.thumbnail(np.clip(light * gain, 0, 255).astype(np.uint8)), first) is seen, gain
 
 
 def test_the_description_is_short_and_plain():

@@ -14,6 +14,9 @@ import numpy as np
 SAMPLE_SIDE = 64  # colours are named on a copy this size: plenty for "mostly blue"
 THUMB_SIDE = 32  # the picture compared between frames
 CHANGE_THRESHOLD = 12.0  # mean absolute difference (0-255) of the thumbnails that counts as a change
+# A camera's exposure drifts a few percent frame to frame (±3% is ±7 on a light sign): that much
+# is the same view; a light switched off (or on) is not.
+BRIGHTNESS_CHANGE = 30.0
 MIN_COLOUR_SHARE = 0.15  # a colour named must cover this much of the picture
 MAX_COLOURS = 3
 
@@ -87,7 +90,10 @@ def changed(current: np.ndarray, previous: np.ndarray | None) -> bool | None:
         return None
     if current.shape != previous.shape:
         return True  # a new camera or a rotated phone
-    return float(np.abs(current - previous).mean()) > CHANGE_THRESHOLD
+    shift = float(current.mean() - previous.mean())
+    # The picture's structure is compared with its overall brightness taken out, then the brightness.
+    structure = float(np.abs(current - previous - shift).mean())
+    return structure > CHANGE_THRESHOLD or abs(shift) > BRIGHTNESS_CHANGE
 
 
 class FaceFinder:
