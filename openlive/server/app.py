@@ -206,14 +206,21 @@ class OpenLiveApp:
             return JSONResponse(rest_model(entry, vertex=vertex))
         return JSONResponse(self._model_page(request, vertex))
 
-    async def transcriptions(self, request: Request) -> Response:
-        """The OpenAI audio API over this node's recognizer, so other nodes can share it."""
+    async def _refuse_audio_call(self, request: Request, engine: str) -> Response | None:
+        """Why an OpenAI audio API call cannot be served (a bad key, or `engine` not ready); None: serve it."""
         try:
             self.keys.check(credential_from(request.headers, request.query_params))
         except AuthError as exc:
             return self._rest_error(exc.http_status, exc.status, exc.message)
-        if not await self.engines.wait_ready(self.config.ready_timeout_s) or self.engines.asr is None:
+        if not await self.engines.wait_ready(self.config.ready_timeout_s) or getattr(self.engines, engine) is None:
             return self._rest_error(503, "UNAVAILABLE", "The service is currently unavailable.")
+        return None
+
+    async def transcriptions(self, request: Request) -> Response:
+        """The OpenAI audio API over this node's recognizer, so other nodes can share it."""
+        if (refused := await self._refuse_audio_call(request, "asr")) is not None:
+            return refused
+        assert self.engines.asr is not None  # checked just above
         async with request.form(max_files=1, max_part_size=self.config.max_frame_bytes) as form:
             upload = form.get("file")
             language = form.get("language")
@@ -230,13 +237,10 @@ class OpenLiveApp:
 
     async def speech(self, request: Request) -> Response:
         """The OpenAI audio API over this node's voices (speech_api.py), streamed."""
-        try:
-            self.keys.check(credential_from(request.headers, request.query_params))
-        except AuthError as exc:
-            return self._rest_error(exc.http_status, exc.status, exc.message)
-        if not await self.engines.wait_ready(self.config.ready_timeout_s) or self.engines.voices is None:
-            return self._rest_error(503, "UNAVAILABLE", "The service is currently unavailable.")
+        if (refused := await self._refuse_audio_call(request, "voices")) is not None:
+            return refused
         voices = self.engines.voices
+        assert voices is not None  # checked just above
         try:
             body = loads(await self._body(request) or b"{}", self.frame_limits)
             wanted = SpeechRequest.parse(body, voices)

@@ -95,7 +95,8 @@ class LiveSession:
             tools=setup.tools, policy=ContextPolicy.from_setup(setup.context_window_compression, context_window),
             modality=self.options.modality, language=self.options.language, budget=budget,
             guidance=getattr(llm, "system_guidance", ""))
-        self.tool_calls = ToolCalls(send=send, conversation=self.conversation, sandbox=sandbox, search=search)
+        self.tool_calls = ToolCalls(send=send, conversation=self.conversation, sandbox=sandbox, search=search,
+                                    waiting=lambda: self.read_ahead.waiting_reply())
         self.replies = Replies(llm=llm, send=send, options=self.options, conversation=self.conversation,
                                tool_calls=self.tool_calls, speech=speech or SpeechConfig(), voices=voices,
                                fail=self.fail, before_turn_complete=self._save_before_turn_complete,

@@ -11,6 +11,9 @@ reads only the user's words.
     note seen ──► opening changed ──► warm(history + opening) ──► prompt cache
     turn ends ──► settle(): a warm in flight finishes (its work is the reply's) ──► the reply
 
+The same while a reply waits for its tool calls' results: the conversation so far (the call
+included) is read, so the round that answers with the results reads only them.
+
 Rules that keep it cheap: one read at a time per session, the latest opening wins, at most one
 per `min_gap_s` (a view changing every frame would otherwise keep the LLM busy), never while
 this session's reply is running (the LLM is at work for it), and a failure costs nothing but the
@@ -38,7 +41,9 @@ class ReadAhead:
         self._busy = busy
         self.min_gap_s = min_gap_s
         self.max_settle_s = max_settle_s
-        self._wanted: str | None = None  # the opening still to be read
+        # What is still to be read: the next turn's opening (camera notes), or "" for the
+        # conversation as it stands; and whether to read it even while a reply is running.
+        self._wanted: tuple[str, bool] | None = None
         self._task: asyncio.Task[None] | None = None
         self._reading = False  # the engine is reading now (not merely waiting for min_gap_s)
         self._last_read = float("-inf")  # loop time
@@ -46,9 +51,18 @@ class ReadAhead:
 
     def opening(self, text: str) -> None:
         """The next user turn will begin with `text`: have the LLM read it now."""
-        if self._warm is None or not text:
+        if text:
+            self._want(text, during_reply=False)
+
+    def waiting_reply(self) -> None:
+        """The reply in progress waits on something else (its tool calls' results): the LLM is idle
+        meanwhile, so it reads the conversation so far, which the reply's next round begins with."""
+        self._want("", during_reply=True)
+
+    def _want(self, text: str, *, during_reply: bool) -> None:
+        if self._warm is None:
             return
-        self._wanted = text
+        self._wanted = (text, during_reply)
         if self._task is None or self._task.done():
             self._task = asyncio.create_task(self._run(), name="read-ahead")
 
@@ -58,11 +72,14 @@ class ReadAhead:
             wait = self._last_read + self.min_gap_s - loop.time()
             if wait > 0:
                 await asyncio.sleep(wait)  # a newer opening may replace the wanted one meanwhile
-            text, self._wanted = self._wanted, None
-            if text is None or self._busy():
+            wanted, self._wanted = self._wanted, None
+            if wanted is None:
+                continue
+            text, during_reply = wanted
+            if self._busy() and not during_reply:
                 continue
             history = self.conversation.history
-            if history and history[-1].role == "user":
+            if text and history and history[-1].role == "user":
                 continue  # a user turn waits for its reply: the opening is no longer what comes next
             request = self.conversation.chat_request(self.params, notes=text)
             self._reading = True

@@ -134,10 +134,10 @@ class Replies:
         self._record = reply
         try:
             await self.conversation.fit(self.llm)
-            if self._before_llm is not None:
-                await self._before_llm()
             allow_tools = True
             for _ in range(MAX_TOOL_ROUNDS):
+                if self._before_llm is not None:
+                    await self._before_llm()
                 text = self._model_text(reply, allow_tools=allow_tools, not_now=reply.just_answered)
                 if self.voice is None:
                     await self._reply_text(reply, text)
@@ -216,7 +216,7 @@ class Replies:
                         timer.token()
                         yield chunk.text
                     elif isinstance(chunk, Finished):
-                        reply.add_usage(chunk)
+                        self._round_done(reply, chunk)
             return
         if getattr(self.llm, "tool_mode", "grammar") == "native":
             async for text in self._native_model_text(reply, allow_tools=allow_tools):
@@ -237,7 +237,7 @@ class Replies:
                         if router.call_complete:
                             break  # the call is written; its unused "reply" field would only cost time
                     elif isinstance(chunk, Finished):
-                        reply.add_usage(chunk)
+                        self._round_done(reply, chunk)
         finally:
             await stream.aclose()  # closing the request is what stops the LLM server generating
         reply.decision = router.decision()
@@ -262,8 +262,14 @@ class Replies:
                     timer.token()
                     calls = chunk.calls
                 elif isinstance(chunk, Finished):
-                    reply.add_usage(chunk)
+                    self._round_done(reply, chunk)
         reply.decision = tools.decision_of(calls)
+
+    def _round_done(self, reply: ReplyRecord, finished: Finished) -> None:
+        reply.add_usage(finished)
+        # What the LLM read anew is what a turn waits for: the prompt cache's hits show here.
+        log.info("llm round: read %d tokens (%d from cache), wrote %d", finished.prompt_tokens,
+                 finished.cached_tokens, finished.completion_tokens)
 
     def _answered(self, reply: ReplyRecord, output: str) -> None:
         """The reply's first audio or text is about to go out: how long the user waited for it."""

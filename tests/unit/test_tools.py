@@ -88,7 +88,7 @@ async def test_call_waits_for_its_response_then_the_model_answers_with_it():
         {"id": c["id"], "name": "get_current_weather", "response": {"temperature_c": 21}}]}}))
     await until(lambda: any(m.get("serverContent", {}).get("turnComplete") for m in sent))
     assert texts(sent) == "It is 21 degrees in Paris."
-    assert '"temperature_c": 21' in engine.requests[1].messages[-1].content
+    assert '"temperature_c":21' in engine.requests[1].messages[-1].content
     assert "get_current_weather" in json.dumps(engine.requests[0].json_schema)
     # The round that answers with the result may not ask for the same function again.
     assert "get_current_weather" not in json.dumps(engine.requests[1].json_schema)
@@ -229,7 +229,7 @@ async def test_native_tool_calling_sends_tools_and_reads_results_as_tool_message
 
 
 def test_native_tool_calls_arrive_in_pieces_and_are_put_together():
-    from openlive.engines.llm.openai_compat import _CallAssembler, _message
+    from openlive.engines.llm.openai_compat import _CallAssembler, openai_message
     from openlive.engines.llm.base import ChatMessage, ToolCall
 
     calls = _CallAssembler()
@@ -240,8 +240,28 @@ def test_native_tool_calls_arrive_in_pieces_and_are_put_together():
     calls.add("garbage")
     assert calls.calls() == (ToolCall("call_1", "get_weather", {"location": "Lyon"}),
                              ToolCall("call_2", "get_weather", {}))
-    said = _message(ChatMessage("assistant", "", tool_calls=(ToolCall("call_1", "get_weather", {"location": "Lyon"}),)))
+    said = openai_message(ChatMessage("assistant", "", tool_calls=(ToolCall("call_1", "get_weather", {"location": "Lyon"}),)))
     assert said == {"role": "assistant", "content": None, "tool_calls": [{"id": "call_1", "type": "function", "function": {
         "name": "get_weather", "arguments": '{"location": "Lyon"}'}}]}
-    assert _message(ChatMessage("tool", '{"t": 1}', tool_call_id="call_1")) == {
+    assert openai_message(ChatMessage("tool", '{"t": 1}', tool_call_id="call_1")) == {
         "role": "tool", "tool_call_id": "call_1", "content": '{"t": 1}'}
+
+
+async def test_while_the_client_runs_a_call_the_llm_reads_the_conversation_so_far():
+    engine = RouterEngine(call("get_current_weather", {"location": "Paris"}), say("It is 21 degrees in Paris."))
+    warmed = []
+
+    async def warm(request):
+        warmed.append(request)
+
+    engine.warm = warm
+    session, sent = await open_session(engine)
+    await user(session, "Weather in Paris?")
+    await until(lambda: calls(sent) and warmed)
+    # The call is in history already: the round after the result reads only the result.
+    assert warmed[0].messages[-1].role == "assistant" and "get_current_weather" in warmed[0].messages[-1].content
+    [c] = calls(sent)
+    await session.handle(frame({"toolResponse": {"functionResponses": [
+        {"id": c["id"], "name": "get_current_weather", "response": {"temperature_c": 21}}]}}))
+    await until(lambda: any(m.get("serverContent", {}).get("turnComplete") for m in sent))
+    assert engine.requests[1].messages[:len(warmed[0].messages)] == warmed[0].messages

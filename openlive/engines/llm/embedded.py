@@ -13,8 +13,11 @@ import os
 from pathlib import Path
 from typing import Any, AsyncIterator
 
+import httpx
+
 from .base import CAMERA_GUIDANCE, ChatChunk, ChatRequest, EngineError, estimate_tokens
-from .openai_compat import OpenAICompatEngine
+from .openai_compat import OpenAICompatEngine, openai_message
+from .tool_turns import ToolTurnWriter, branches
 
 log = logging.getLogger(__name__)
 
@@ -70,6 +73,7 @@ class EmbeddedLlamaEngine:
         self.verbosity = verbosity
         self._server: Any = None
         self._client: OpenAICompatEngine | None = None
+        self._tool_turns: ToolTurnWriter | None = None
 
     def _load(self) -> Any:
         import xllamacpp
@@ -100,11 +104,17 @@ class EmbeddedLlamaEngine:
             raise EngineError(f"LLM engine {self.name!r}: cannot load {self.model_path}: {exc}") from exc
         address = str(self._server.listening_address).rstrip("/")
         self._client = OpenAICompatEngine(self.name, f"{address}/v1", model=self.model_path.stem)
+        # trust_env=False: a proxy set for the outside world must not capture loopback traffic.
+        self._tool_turns = ToolTurnWriter(httpx.AsyncClient(base_url=address, timeout=60.0, trust_env=False),
+                                          self.name)
         log.info("LLM %s ready at %s", self.name, address)
 
     def stream(self, request: ChatRequest) -> AsyncIterator[ChatChunk]:
-        if self._client is None:
+        if self._client is None or self._tool_turns is None:
             raise EngineError(f"LLM engine {self.name!r} is not started")
+        choices = branches(request.json_schema)
+        if choices is not None:  # a tool turn: its fixed JSON is read, not generated (tool_turns.py)
+            return self._tool_turns.stream(request, choices, [openai_message(m) for m in request.messages])
         return self._client.stream(request)
 
     async def warm(self, request: ChatRequest) -> None:
@@ -120,6 +130,9 @@ class EmbeddedLlamaEngine:
         if self._client is not None:
             await self._client.aclose()
             self._client = None
+        if self._tool_turns is not None:
+            await self._tool_turns.aclose()
+            self._tool_turns = None
         server, self._server = self._server, None
         if server is not None:
             await asyncio.to_thread(lambda: None)  # let in-flight callbacks finish first

@@ -65,7 +65,7 @@ class OpenAICompatEngine:
         p = request.params
         body: dict[str, Any] = {
             "model": self.model,
-            "messages": [_message(m) for m in request.messages],
+            "messages": [openai_message(m) for m in request.messages],
             "stream": True,
         }
         if self.include_usage:
@@ -218,7 +218,7 @@ class _CallAssembler:
         return tuple(made)
 
 
-def _message(message: ChatMessage) -> dict[str, Any]:
+def openai_message(message: ChatMessage) -> dict[str, Any]:
     """One chat message in the OpenAI format; with images, content is a list of parts (the standard
     vision format that vLLM, llama.cpp's server and Ollama read); native tool calls and results
     as `tool_calls` and `tool` messages."""
