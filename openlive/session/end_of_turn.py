@@ -17,8 +17,8 @@ Each model alone misleads: synthetic or read speech falls in pitch at every paus
 calls fragments complete; a terse but finished "Madrid" reads as a fragment. Both agreeing is
 the fast path; disagreement costs about a second, never a cut-off sentence. Plainly finished
 words need less from the audio model (only that it is not sure of the opposite): it hears a
-question's rising end as unfinished. A model that is off, failed, or has nothing to read (an
-empty transcript) abstains. Words the recognizer was unsure of (a low mean log-probability:
+question's rising end as unfinished. A model that is off or failed abstains; speech the
+recognizer made no words of counts as not finished (turn_taking.py). Words the recognizer was unsure of (a low mean log-probability:
 mumbled, noisy, or cut mid-word) are no evidence that the thought is finished: the text model's
 vote then counts as "not complete".
 

@@ -213,7 +213,11 @@ class TurnTaking:
             # Shielded: the user turn takes this same transcript when the turn ends.
             heard = await asyncio.shield(transcript)
             with metrics.in_flight("turn"):
-                return await self.text_model.probability(heard.text), heard.avg_logprob
+                probability = await self.text_model.probability(heard.text)
+            # Speech the recognizer made no words of (soft or mumbled) is no sign that a thought is
+            # finished: read as not finished, so the audio model alone never ends the turn on it.
+            # Else the turn ends on a first half no one can read, which then counts as noise.
+            return (0.0 if probability is None else probability), heard.avg_logprob
         except asyncio.CancelledError:
             raise
         except Exception:

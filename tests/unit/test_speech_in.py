@@ -355,6 +355,29 @@ async def test_when_the_models_disagree_the_turn_ends_after_the_unsure_quiet():
     assert 1100 <= waited < 2300, waited  # 1.2 s, well before the longest wait (2.5 s)
 
 
+async def test_speech_recognized_as_no_words_is_not_taken_for_a_finished_thought():
+    class Reader(FakeTextModel):
+        async def probability(self, transcript):
+            self.read.append(transcript)
+            return None if not transcript.strip() else self.p  # as the real one: no words, no opinion
+
+    for heard, at_least, at_most in (("", 1100, 2300), ("hello there", 0, 500)):
+        text = Reader(0.9)
+        session, sent = await semantic_session(FakeTurnModel(0.95), text_model=text,
+                                               setup_extra={"explicitVadSignal": True})
+        session.turns.asr = FakeASR(heard)  # "": a soft first half that recognition makes nothing of
+        await stream(session, tone(0.8))
+        ended = lambda: [m for m in sent if m.get("voiceActivity", {}).get("type") == "ACTIVITY_END"]  # noqa: E731
+        waited = 0
+        while not ended() and waited < 4000:
+            await stream(session, silence(0.04))
+            waited += 40
+            await asyncio.sleep(0.015)
+        assert text.read == [heard]
+        # No words: the audio model alone did not end it at the short pause; words: it did.
+        assert at_least <= waited < at_most, (heard, waited)
+
+
 async def test_a_failing_text_model_leaves_the_decision_to_the_audio_model():
     text = FakeTextModel(0.0, fail=True)
     session, sent = await semantic_session(FakeTurnModel(0.9), text_model=text)
