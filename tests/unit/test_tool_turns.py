@@ -41,9 +41,11 @@ async def test_the_embedded_model_writes_whole_tool_turns_the_router_reads():
     await engine.start()
     turns = {}
     try:
-        for question in ("What's the weather in Lyon right now?", "Say hello to me, please."):
+        for question, schema in (("What's the weather in Lyon right now?", tools.schema()),
+                                 ("Say hello to me, please.", tools.schema()),
+                                 ("And in Paris?", tools.schema(allow_tools=False))):
             request = ChatRequest((ChatMessage("system", tools.instructions()), ChatMessage("user", question)),
-                                  SamplingParams(temperature=0, max_tokens=60), json_schema=tools.schema())
+                                  SamplingParams(temperature=0, max_tokens=60), json_schema=schema)
             router, finished = RouterStream(), None
             async for chunk in engine.stream(request):
                 if isinstance(chunk, TextDelta):
@@ -61,3 +63,5 @@ async def test_the_embedded_model_writes_whole_tool_turns_the_router_reads():
     assert raw.startswith('{"tool": "none", "args": {}, "reply": "') and raw.endswith('"}'), raw
     # The second step read the first's prompt from the cache.
     assert finished is not None and finished.prompt_tokens > 100 and finished.completion_tokens >= 2
+    answer, raw, _ = turns["And in Paris?"]  # tools not allowed: an answer, with nothing to choose
+    assert answer.tool == "none" and raw.startswith('{"tool": "none", "args": {}, "reply": "'), raw

@@ -9,7 +9,8 @@ in one batch, they cost a tenth of that. So the turn is written in two steps ove
 `/completion` (the prompt rendered by the model's own chat template, plus the fixed text), with
 a grammar only for what the model chooses:
 
-1. the name: prompt + `{"tool": "`; grammar: one of the names, then `"`;
+1. the name: prompt + `{"tool": "`; grammar: one of the names, then `"` (with one name allowed,
+   as in a round that may only answer, this step is skipped);
 2. "none": prompt + `{"tool": "none", "args": {}, "reply": "`; grammar: the rest of a JSON
    string, then `"}`. A tool: prompt + `{"tool": "NAME", "args": `; grammar: that tool's
    arguments (its JSON schema), and `, "reply": ""}` is added here.
@@ -79,11 +80,16 @@ class ToolTurnWriter:
         names = list(choices)
         chosen = ""
         first = second = (0, 0, 0)  # (read, of which cached, written) of each step
-        async for piece, usage in self._complete(prompt + opening, _name_grammar(names), request.params, limit=32):
-            chosen += piece
-            if piece:
-                yield TextDelta(piece)
-            first = usage or first
+        if len(names) == 1:
+            # One choice (a round that may only answer): nothing to decide, so nothing to generate.
+            chosen = names[0] + '"'
+            yield TextDelta(chosen)
+        else:
+            async for piece, usage in self._complete(prompt + opening, _name_grammar(names), request.params, limit=32):
+                chosen += piece
+                if piece:
+                    yield TextDelta(piece)
+                first = usage or first
         name = chosen[:-1] if chosen.endswith('"') else chosen
         if name not in choices:
             raise EngineError(f"LLM engine {self.name!r}: the tool turn named {name!r}, none of {names}")
@@ -101,7 +107,8 @@ class ToolTurnWriter:
             yield TextDelta(tail)
         # The turn read the second step's prompt (the first's and more); the cache held what the
         # first step found there, before this turn.
-        yield Finished(prompt_tokens=second[0], completion_tokens=first[2] + second[2], cached_tokens=first[1])
+        cached = first[1] if len(names) > 1 else second[1]
+        yield Finished(prompt_tokens=second[0], completion_tokens=first[2] + second[2], cached_tokens=cached)
 
     async def aclose(self) -> None:
         await self._client.aclose()
