@@ -61,6 +61,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from .engines.registry import prepare_model_files
     from .logs import configure_logging
     from .server.app import OpenLiveApp
+    from .server.handshake import deadline_protocol
     from .server.tls import ensure_self_signed
 
     config = _config_from(args)
@@ -86,6 +87,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
         ws_max_size=config.max_frame_bytes,
         ws_ping_interval=20.0,
         ws_ping_timeout=20.0,
+        http=deadline_protocol(config.handshake_timeout_s),
+        limit_concurrency=config.max_connections,
         log_config=None,
         lifespan="on",
         timeout_graceful_shutdown=5,

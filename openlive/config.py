@@ -279,6 +279,11 @@ class Config:
     tls_key: Path | None = None
     max_frame_bytes: int = 16 << 20
     ready_timeout_s: float = 120.0
+    # A connection must have sent a whole HTTP request head (a WebSocket upgrade) this soon after
+    # connecting, or it is closed (a slow-loris client would otherwise hold it forever).
+    handshake_timeout_s: float = 10.0
+    # Connections (and requests in flight) at once; past it, new ones get HTTP 503.
+    max_connections: int = 1000
     log_level: str = "INFO"
     log_format: str = "text"
     llms: dict[str, LLMConfig] = field(default_factory=lambda: {"default": LLMConfig("default")})
@@ -367,6 +372,8 @@ class Config:
             raise ConfigError("[search] provider 'local' needs folder")
         if self.search.provider == "http" and not self.search.url:
             raise ConfigError("[search] provider 'http' needs url")
+        if not self.handshake_timeout_s > 0 or self.max_connections < 1:
+            raise ConfigError("[server] handshake_timeout_s must be above 0 and max_connections at least 1")
         if self.speech.default_voice not in self.voices:
             raise ConfigError(f"[speech] default_voice {self.speech.default_voice!r} is not a configured voice")
         vision = self.vision

@@ -114,7 +114,10 @@ class ToolCalls:
             asked = f"({_compact(call['args'])})" if len(calls) > 1 else ""
             self.conversation.append_result(call["id"], function.name, response.response,
                                             f"[{function.name}{asked} result: {_compact(response.response)}]")
-        self.conversation.append("user", RESULT_ADVICE[len(calls) > 1])
+        if len(tools.functions) > 1 or tools.code_execution or tools.search:
+            # The answering round could call something else: say what the result is for. With
+            # nothing else to call, that round can only answer (reply.py), and it reads less.
+            self.conversation.append("user", RESULT_ADVICE[len(calls) > 1])
         return True
 
     def _remember_answer(self, name: str, args: Any) -> None:
