@@ -112,7 +112,8 @@ class ToolSet:
         if self.code_execution:
             params[RUN_PYTHON] = _obj({"code": {"type": "string"}})
         if self.search:
-            params[SEARCH] = _obj({"query": {"type": "string"}})
+            # Bounded: at temperature 0 the 1.5B once ran on in a query ("…weekdays, 2023, 2024, …").
+            params[SEARCH] = _obj({"query": {"type": "string", "maxLength": MAX_QUERY_CHARS}})
         return params
 
     def native_tools(self) -> list[dict[str, Any]]:
@@ -192,6 +193,7 @@ class ToolSet:
 
 RUN_PYTHON = "run_python"
 SEARCH = "search"
+MAX_QUERY_CHARS = 120
 MAX_PARALLEL_CALLS = 4
 
 

@@ -12,8 +12,8 @@ a grammar only for what the model chooses:
 1. the name: prompt + `{"tool": "`; grammar: one of the names, then `"` (with one name allowed,
    as in a round that may only answer, this step is skipped);
 2. "none": prompt + `{"tool": "none", "args": {}, "reply": "`; grammar: the rest of a JSON
-   string, then `"}`. A tool: prompt + `{"tool": "NAME", "args": `; grammar: that tool's
-   arguments (its JSON schema), and `, "reply": ""}` is added here.
+   string, then `"}`. A tool: prompt + `{"tool": "NAME", "args":`; grammar: a space and that
+   tool's arguments (its JSON schema), and `, "reply": ""}` is added here.
 
 The text streamed out is the same JSON (the fixed parts included), so the session's router reads
 it unchanged. The second step's prompt begins with the first's: the prompt cache serves it.
@@ -35,6 +35,9 @@ log = logging.getLogger(__name__)
 
 # The rest of a JSON string (what follows its opening quote), then the end of the turn's object.
 _REPLY_GRAMMAR = '%llguidance {}\nstart: BODY "\\"}"\nBODY: /([^"\\\\\\x00-\\x1f]|\\\\(["\\\\\\/bfnrt]|u[0-9a-fA-F]{4}))*/\n'
+
+
+MAX_ARGS_TOKENS = 1024  # a tool's arguments (a program for run_python included)
 
 
 def branches(schema: dict[str, Any] | None) -> dict[str, Any] | None:
@@ -62,7 +65,10 @@ def _name_grammar(names: list[str]) -> str:
 
 
 def _args_grammar(args_schema: Any) -> str:
-    return "%llguidance {}\nstart: %json " + json.dumps(args_schema, separators=(",", ":")) + "\n"
+    # The space before the value is generated, not read: a prompt that ends in a space leaves the
+    # model to continue mid-token (it writes ' {"' as one token), and it went off the rails there,
+    # writing a search query of a hundred years ("2023, 2024, ...") that never ended.
+    return '%llguidance {}\nstart: " " %json ' + json.dumps(args_schema, separators=(",", ":")) + "\n"
 
 
 class ToolTurnWriter:
@@ -96,10 +102,13 @@ class ToolTurnWriter:
         if name == "none":
             fixed, grammar, tail = ', "args": {}, "reply": "', _REPLY_GRAMMAR, ""
         else:
-            fixed, grammar, tail = ', "args": ', _args_grammar(choices[name]), ', "reply": ""}'
+            fixed, grammar, tail = ', "args":', _args_grammar(choices[name]), ', "reply": ""}'
         yield TextDelta(fixed)
+        # Arguments are bounded even when the reply is not: a call is never a page long.
+        limit = request.params.max_tokens if name == "none" else min(request.params.max_tokens or MAX_ARGS_TOKENS,
+                                                                       MAX_ARGS_TOKENS)
         async for piece, usage in self._complete(prompt + opening + chosen + fixed, grammar, request.params,
-                                                 limit=request.params.max_tokens):
+                                                 limit=limit):
             if piece:
                 yield TextDelta(piece)
             second = usage or second
