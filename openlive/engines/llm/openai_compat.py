@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+from contextlib import aclosing
 from typing import Any, AsyncIterator
 
 import httpx
@@ -97,39 +98,19 @@ class OpenAICompatEngine:
         produced: list[str] = []
         calls = _CallAssembler()
         url = f"{self.base_url}/chat/completions"
-        try:
-            # Leaving this block early (cancellation) closes the connection, which is what tells
-            # llama.cpp, vLLM and Ollama to stop generating.
-            async with self._client.stream("POST", url, json=self._body(request)) as response:
-                if response.status_code >= 400:
-                    detail = (await response.aread()).decode("utf-8", "replace")[:300]
-                    raise EngineError(f"LLM engine {self.name!r}: HTTP {response.status_code}: {detail}")
-                async for line in response.aiter_lines():
-                    if not line.startswith("data:"):
-                        continue
-                    payload = line[5:].strip()
-                    if payload == "[DONE]":
-                        break
-                    try:
-                        chunk = json.loads(payload)
-                    except json.JSONDecodeError:
-                        log.warning("engine %s sent a line that is not JSON: %.120s", self.name, payload)
-                        continue
-                    if chunk.get("error"):
-                        raise EngineError(f"LLM engine {self.name!r}: {chunk['error']}")
-                    if chunk.get("usage"):
-                        usage = chunk["usage"]
-                    for choice in chunk.get("choices") or []:
-                        delta = choice.get("delta") or {}
-                        text = delta.get("content")
-                        if text:
-                            produced.append(text)
-                            yield TextDelta(text)
-                        calls.add(delta.get("tool_calls"))
-                        if choice.get("finish_reason"):
-                            finish_reason = choice["finish_reason"]
-        except httpx.HTTPError as exc:
-            raise EngineError(f"LLM engine {self.name!r}: {type(exc).__name__}: {exc}") from exc
+        async with aclosing(stream_events(self._client, url, self._body(request), self.name)) as events:
+            async for chunk in events:
+                if chunk.get("usage"):
+                    usage = chunk["usage"]
+                for choice in chunk.get("choices") or []:
+                    delta = choice.get("delta") or {}
+                    text = delta.get("content")
+                    if text:
+                        produced.append(text)
+                        yield TextDelta(text)
+                    calls.add(delta.get("tool_calls"))
+                    if choice.get("finish_reason"):
+                        finish_reason = choice["finish_reason"]
         made = calls.calls()
         if made:
             yield ToolCallsMade(made)
@@ -182,6 +163,37 @@ class OpenAICompatEngine:
 
     async def aclose(self) -> None:
         await self._client.aclose()
+
+
+async def stream_events(client: httpx.AsyncClient, url: str, body: dict[str, Any],
+                        engine: str) -> AsyncIterator[dict[str, Any]]:
+    """POST `body`; the JSON events of the server-sent-event answer (`data:` lines), to `[DONE]`.
+
+    HTTP failures and in-stream errors raise EngineError. Close it early (`aclosing`) to stop:
+    closing the connection is what tells llama.cpp, vLLM and Ollama to stop generating."""
+    try:
+        async with client.stream("POST", url, json=body) as response:
+            if response.status_code >= 400:
+                detail = (await response.aread()).decode("utf-8", "replace")[:300]
+                raise EngineError(f"LLM engine {engine!r}: HTTP {response.status_code}: {detail}")
+            async for line in response.aiter_lines():
+                if not line.startswith("data:"):
+                    continue
+                payload = line[5:].strip()
+                if payload == "[DONE]":
+                    return
+                try:
+                    event = json.loads(payload)
+                except json.JSONDecodeError:
+                    log.warning("engine %s sent a line that is not JSON: %.120s", engine, payload)
+                    continue
+                if not isinstance(event, dict):
+                    continue
+                if event.get("error"):
+                    raise EngineError(f"LLM engine {engine!r}: {event['error']}")
+                yield event
+    except httpx.HTTPError as exc:
+        raise EngineError(f"LLM engine {engine!r}: {type(exc).__name__}: {exc}") from exc
 
 
 class _CallAssembler:

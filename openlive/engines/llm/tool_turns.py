@@ -25,11 +25,13 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import AsyncIterator
+from contextlib import aclosing
 from typing import Any
 
 import httpx
 
 from .base import ChatChunk, ChatRequest, EngineError, Finished, SamplingParams, TextDelta
+from .openai_compat import stream_events
 
 log = logging.getLogger(__name__)
 
@@ -139,22 +141,12 @@ class ToolTurnWriter:
                     "seed": params.seed, "presence_penalty": params.presence_penalty,
                     "frequency_penalty": params.frequency_penalty, "stop": list(params.stop) or None}
         body.update({k: v for k, v in optional.items() if v is not None})
-        try:
-            async with self._client.stream("POST", "/completion", json=body) as response:
-                if response.status_code >= 400:
-                    detail = (await response.aread()).decode("utf-8", "replace")[:300]
-                    raise EngineError(f"LLM engine {self.name!r}: HTTP {response.status_code}: {detail}")
-                async for line in response.aiter_lines():
-                    if not line.startswith("data:"):
-                        continue
-                    chunk = json.loads(line[5:])
-                    if chunk.get("content"):
-                        yield chunk["content"], None
-                    if chunk.get("stop"):
-                        timings = chunk.get("timings") or {}
-                        cache_n = int(timings.get("cache_n") or 0)
-                        yield "", (int(timings.get("prompt_n") or 0) + cache_n, cache_n,
-                                   int(timings.get("predicted_n") or 0))
-                        return
-        except httpx.HTTPError as exc:
-            raise EngineError(f"LLM engine {self.name!r}: {type(exc).__name__}: {exc}") from exc
+        async with aclosing(stream_events(self._client, "/completion", body, self.name)) as events:
+            async for chunk in events:
+                if chunk.get("content"):
+                    yield chunk["content"], None
+                if chunk.get("stop"):
+                    timings = chunk.get("timings") or {}
+                    cache_n = int(timings.get("cache_n") or 0)
+                    yield "", (int(timings.get("prompt_n") or 0) + cache_n, cache_n, int(timings.get("predicted_n") or 0))
+                    return
