@@ -116,6 +116,8 @@ class LiveSession:
                                 policy=turn_policy)
         self._user_turns: set[asyncio.Task[None]] = set()
         self._closing = False
+        # With historyConfig.initialHistoryInClientContent, clientContent is history until its turnComplete.
+        self._taking_history = self.options.initial_history
         # Set when the session must end: the transport closes with this error's code and reason.
         self.failure: asyncio.Future[ProtocolError] = asyncio.get_running_loop().create_future()
         if resumed is not None:
@@ -207,6 +209,10 @@ class LiveSession:
                         self.camera.frame(part.inline_data.data, part.inline_data.mime_type)
             if text:
                 self.conversation.append("model" if content.role == "model" else "user", text)
+        if self._taking_history:
+            # Initial history, as the client asked: taken in, never answered; it may end with the model.
+            self._taking_history = not event.turn_complete
+            return
         if event.turn_complete:
             ended_at = time.monotonic()
             if self.camera.needs_settling():
@@ -221,6 +227,7 @@ class LiveSession:
         self._start_reply(turn_ended_at=ended_at)
 
     async def _on_realtime_input(self, event: RealtimeInput) -> None:
+        self._taking_history = False  # the realtime conversation has begun: history is over
         turns = self.turns
         turns.check_signals(event)
         if event.activity_start is not None:

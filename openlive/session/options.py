@@ -9,6 +9,7 @@ built from a `Setup` and read by the other rooms. The instruction and tools are 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 from ..engines.llm.base import SamplingParams
 from ..protocol.errors import invalid_argument
@@ -33,6 +34,9 @@ class SessionOptions:
     include_all_video: bool = False
     media_resolution: str | None = None  # generationConfig.mediaResolution: how large frames are looked at
     vad_signals: bool = False  # explicitVadSignal: send voiceActivity / voiceActivityDetectionSignal
+    # historyConfig.initialHistoryInClientContent: the first clientContent turns, up to the one with
+    # turnComplete, are history to take in without replying (3.x clients send their chat context so).
+    initial_history: bool = False
 
     @classmethod
     def from_setup(cls, setup: Setup) -> "SessionOptions":
@@ -81,4 +85,11 @@ class SessionOptions:
                 "TURN_INCLUDES_ALL_INPUT", "TURN_INCLUDES_AUDIO_ACTIVITY_AND_ALL_VIDEO")),
             media_resolution=gen.media_resolution if gen is not None else None,
             vad_signals=bool(setup.explicit_vad_signal or (realtime and realtime.explicit_vad_signal)),
+            initial_history=_initial_history(setup.history_config),
         )
+
+
+def _initial_history(config: dict[str, Any] | None) -> bool:
+    """historyConfig is passed through as sent: its field in either spelling."""
+    config = config or {}
+    return config.get("initialHistoryInClientContent", config.get("initial_history_in_client_content")) is True

@@ -1,6 +1,6 @@
 """What frameworks on the SDK rely on (issue 14, in part): their default model names connect,
-Pipecat's whitespace turn trigger does not interrupt the reply, and every turnComplete carries
-usageMetadata. The unmodified SDK against a real server process (scripted engine)."""
+Pipecat's whitespace turn trigger does not interrupt the reply, initial history (LiveKit's
+historyConfig) gets no reply, and every turnComplete carries usageMetadata. The unmodified SDK against a real server process (scripted engine)."""
 
 from __future__ import annotations
 
@@ -39,6 +39,20 @@ async def test_whitespace_realtime_text_after_client_content_does_not_interrupt(
     assert not any(m.server_content and m.server_content.interrupted for m in messages)
     assert "".join(m.text or "" for m in messages).startswith("one two three")
     assert messages[-1].server_content.turn_complete and messages[-1].usage_metadata.total_token_count > 0
+
+
+async def test_initial_history_in_client_content_gets_no_reply(scripted_server):
+    """LiveKit sends its chat context this way to 3.x models: history, answered by nothing."""
+    config = types.LiveConnectConfig(response_modalities=["TEXT"],
+                                     history_config=types.HistoryConfig(initial_history_in_client_content=True))
+    async with client(scripted_server).aio.live.connect(model="models/gemini-3.8-live", config=config) as session:
+        await session.send_client_content(turns=[
+            types.Content(role="user", parts=[types.Part(text="earlier question")]),
+            types.Content(role="model", parts=[types.Part(text="earlier answer")])], turn_complete=True)
+        await session.send_client_content(turns=types.Content(role="user", parts=[types.Part(text="hello")]))
+        messages = [m async for m in session.receive()]  # up to the first turnComplete
+    # The first reply is to the question after the history: the history itself got none.
+    assert "".join(m.text or "" for m in messages) == "You said: hello"
 
 
 async def test_an_interrupted_turn_complete_carries_usage_metadata(scripted_server):

@@ -333,3 +333,22 @@ async def test_every_turn_complete_carries_usage_metadata_even_after_an_interrup
         usage = message["usageMetadata"]
         assert usage["promptTokenCount"] > 0 and usage["responseTokenCount"] > 0
         assert usage["totalTokenCount"] == usage["promptTokenCount"] + usage["responseTokenCount"]
+
+
+async def test_initial_history_in_client_content_is_taken_in_without_a_reply():
+    for spelling in ("initialHistoryInClientContent", "initial_history_in_client_content"):
+        session, sent, engine = await open_session({"historyConfig": {spelling: True}})
+        await session.handle(ev({"clientContent": {"turns": [
+            {"role": "user", "parts": [{"text": "My name is Ada."}]},
+            {"role": "model", "parts": [{"text": "Nice to meet you, Ada."}]}], "turnComplete": True}}))
+        await settle(session)
+        assert kinds(sent) == ["setupComplete"] and not engine.requests  # history: no model call
+        await session.handle(user("What is my name?"))  # after the history, a turn is answered
+        await settle(session)
+        assert kinds(sent)[-1] == "turnComplete"
+        said = [m.content for m in engine.requests[-1].messages]
+        assert said[-3:] == ["My name is Ada.", "Nice to meet you, Ada.", "What is my name?"]
+    session, sent, engine = await open_session()  # without historyConfig a complete turn is answered
+    await session.handle(user("Hello"))
+    await settle(session)
+    assert engine.requests
