@@ -23,7 +23,6 @@ Requests whose schema is not a tool turn's go the usual way (`/v1/chat/completio
 from __future__ import annotations
 
 import json
-import logging
 from collections.abc import AsyncIterator
 from contextlib import aclosing
 from typing import Any
@@ -33,12 +32,8 @@ import httpx
 from .base import ChatChunk, ChatRequest, EngineError, Finished, SamplingParams, TextDelta
 from .openai_compat import stream_events
 
-log = logging.getLogger(__name__)
-
 # The rest of a JSON string (what follows its opening quote), then the end of the turn's object.
 _REPLY_GRAMMAR = '%llguidance {}\nstart: BODY "\\"}"\nBODY: /([^"\\\\\\x00-\\x1f]|\\\\(["\\\\\\/bfnrt]|u[0-9a-fA-F]{4}))*/\n'
-
-
 MAX_ARGS_TOKENS = 1024  # a tool's arguments (a program for run_python included)
 
 
@@ -93,11 +88,14 @@ class ToolTurnWriter:
             chosen = names[0] + '"'
             yield TextDelta(chosen)
         else:
-            async for piece, usage in self._complete(prompt + opening, _name_grammar(names), request.params, limit=32):
-                chosen += piece
-                if piece:
-                    yield TextDelta(piece)
-                first = usage or first
+            # aclosing: a reply cancelled here (barge-in) closes the request at once, which stops llama.cpp.
+            async with aclosing(self._complete(prompt + opening, _name_grammar(names), request.params,
+                                               limit=32)) as pieces:
+                async for piece, usage in pieces:
+                    chosen += piece
+                    if piece:
+                        yield TextDelta(piece)
+                    first = usage or first
         name = chosen[:-1] if chosen.endswith('"') else chosen
         if name not in choices:
             raise EngineError(f"LLM engine {self.name!r}: the tool turn named {name!r}, none of {names}")
@@ -109,11 +107,12 @@ class ToolTurnWriter:
         # Arguments are bounded even when the reply is not: a call is never a page long.
         limit = request.params.max_tokens if name == "none" else min(request.params.max_tokens or MAX_ARGS_TOKENS,
                                                                        MAX_ARGS_TOKENS)
-        async for piece, usage in self._complete(prompt + opening + chosen + fixed, grammar, request.params,
-                                                 limit=limit):
-            if piece:
-                yield TextDelta(piece)
-            second = usage or second
+        async with aclosing(self._complete(prompt + opening + chosen + fixed, grammar, request.params,
+                                           limit=limit)) as pieces:
+            async for piece, usage in pieces:
+                if piece:
+                    yield TextDelta(piece)
+                second = usage or second
         if tail:
             yield TextDelta(tail)
         # The turn read the second step's prompt (the first's and more); the cache held what the
