@@ -228,7 +228,7 @@ class OpenLiveApp:
                 return self._rest_error(400, "INVALID_ARGUMENT", "a 'file' part with a WAV is required")
             data = await upload.read()
         try:
-            pcm = wav_to_pcm16k(data)
+            pcm = await asyncio.to_thread(wav_to_pcm16k, data)  # resampling minutes of audio is CPU work
         except ValueError as exc:
             return self._rest_error(400, "INVALID_ARGUMENT", str(exc))
         transcript = await self.engines.asr.transcribe(pcm, language if isinstance(language, str) else None)

@@ -22,13 +22,26 @@ RATE = 16000
 _RATE_PARAM = re.compile(r"rate\s*=\s*(\d+)", re.I)
 
 
+MAX_WAV_S = 300.0  # what one transcription request may hold, decoded
+
+
 def wav_to_pcm16k(data: bytes) -> bytes:
-    """16-bit mono WAV at any rate → 16 kHz PCM (for the transcription endpoint)."""
+    """16-bit mono WAV at 8-192 kHz, at most MAX_WAV_S long → 16 kHz PCM (for the transcription
+    endpoint; CPU-bound, run it off the event loop).
+
+    The header is checked before any sample is resampled: a 1 KB file that declares 8 Hz would
+    otherwise become a minute of audio, and ten seconds of recognition another request waits for."""
     try:
         with wave.open(io.BytesIO(data), "rb") as wav:
             if wav.getsampwidth() != 2 or wav.getnchannels() != 1:
                 raise ValueError("send 16-bit mono WAV")
-            rate, frames = wav.getframerate(), wav.readframes(wav.getnframes())
+            rate = wav.getframerate()
+            if not 8000 <= rate <= 192000:
+                raise ValueError(f"unsupported sample rate {rate} Hz; send 8000 to 192000 Hz")
+            seconds = wav.getnframes() / rate
+            if seconds > MAX_WAV_S:
+                raise ValueError(f"the WAV is {seconds:.0f} s long; at most {MAX_WAV_S:.0f} s is accepted")
+            frames = wav.readframes(wav.getnframes())
     except (wave.Error, EOFError) as exc:
         raise ValueError(f"not a WAV file: {exc}") from None
     if rate == RATE:

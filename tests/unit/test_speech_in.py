@@ -418,3 +418,25 @@ async def test_no_vad_signals_unless_asked():
     await stream(session, tone(1.0))
     await silence_until(session, sent, "inputTranscription", 3000)
     assert not [m for m in sent if "voiceActivity" in m or "voiceActivityDetectionSignal" in m]
+
+
+@pytest.mark.parametrize("rate, seconds, why", [(8, 0.5, "unsupported sample rate 8 Hz"),
+                                                (400_000, 0.01, "unsupported sample rate 400000 Hz"),
+                                                (16000, 301, "at most 300 s")])
+def test_a_wav_is_checked_before_it_is_resampled(rate, seconds, why):
+    import io
+    import wave
+
+    from openlive.session.user_audio import wav_to_pcm16k
+
+    out = io.BytesIO()
+    with wave.open(out, "wb") as wav:
+        wav.setnchannels(1), wav.setsampwidth(2), wav.setframerate(rate)
+        wav.writeframes(b"\0\0" * int(rate * seconds))
+    with pytest.raises(ValueError, match=why):
+        wav_to_pcm16k(out.getvalue())
+    good = io.BytesIO()
+    with wave.open(good, "wb") as wav:
+        wav.setnchannels(1), wav.setsampwidth(2), wav.setframerate(8000)
+        wav.writeframes(b"\0\0" * 8000)
+    assert len(wav_to_pcm16k(good.getvalue())) == 32000  # 1 s at 16 kHz
