@@ -243,8 +243,13 @@ class LiveSession:
             if self.options.barge_in:
                 await self.replies.interrupt()
             self.spawn(self.take_user_turn(event.text, ended_at=time.monotonic()))
-        # Whitespace alone is no user turn: Pipecat sends realtimeInput.text " " right after a
-        # clientContent turn to trigger the reply on 3.x models, which must not interrupt it.
+        elif event.text is not None and not self.busy and self._unanswered():
+            # Whitespace alone is no user turn, and never interrupts: 3.x clients (Pipecat) send
+            # realtimeInput.text " " right after clientContent, as the trigger 3.x models want to
+            # run inference. With nothing running and the user's content unanswered (initial
+            # history, which gets no reply by itself), it starts the reply to that content.
+            self.camera.into_turn()
+            self._start_reply(turn_ended_at=time.monotonic())
         if event.audio_stream_end:
             turns.audio_stream_end()
         if event.activity_end is not None:
@@ -256,6 +261,10 @@ class LiveSession:
 
     async def _before_llm(self) -> None:
         await self.read_ahead.settle()
+
+    def _unanswered(self) -> bool:
+        history = self.conversation.history
+        return bool(history) and history[-1].role == "user"
 
     def _user_speaking(self) -> bool:
         audio = self.turns.user_audio

@@ -55,6 +55,19 @@ async def test_initial_history_in_client_content_gets_no_reply(scripted_server):
     assert "".join(m.text or "" for m in messages) == "You said: hello"
 
 
+async def test_whitespace_realtime_text_after_initial_history_starts_the_reply(scripted_server):
+    """Pipecat seeds a 3.x session so: history ending with the user, then realtimeInput.text " "
+    (3.x models run inference on realtime input); the reply answers the history."""
+    config = types.LiveConnectConfig(response_modalities=["TEXT"],
+                                     history_config=types.HistoryConfig(initial_history_in_client_content=True))
+    async with client(scripted_server).aio.live.connect(model="models/gemini-3.8-live", config=config) as session:
+        await session.send_client_content(turns=[types.Content(role="user", parts=[types.Part(text="say hi")])],
+                                          turn_complete=True)
+        await session.send_realtime_input(text=" ")
+        messages = [m async for m in session.receive()]
+    assert "".join(m.text or "" for m in messages) == "You said: say hi"
+
+
 async def test_an_interrupted_turn_complete_carries_usage_metadata(scripted_server):
     config = types.LiveConnectConfig(response_modalities=["TEXT"])
     async with client(scripted_server).aio.live.connect(model="gemini-live-2.5-flash-preview", config=config) as session:

@@ -348,6 +348,17 @@ async def test_initial_history_in_client_content_is_taken_in_without_a_reply():
         assert kinds(sent)[-1] == "turnComplete"
         said = [m.content for m in engine.requests[-1].messages]
         assert said[-3:] == ["My name is Ada.", "Nice to meet you, Ada.", "What is my name?"]
+    # History that ends with the user, then the 3.x trigger (whitespace realtime text): answered.
+    session, sent, engine = await open_session({"historyConfig": {"initialHistoryInClientContent": True}})
+    await session.handle(user("Hi there."))
+    await settle(session)
+    assert not engine.requests
+    await session.handle(ev({"realtimeInput": {"text": " "}}))
+    await settle(session)
+    assert engine.requests and kinds(sent)[-1] == "turnComplete"
+    await session.handle(ev({"realtimeInput": {"text": " "}}))  # answered already: nothing more
+    await settle(session)
+    assert len(engine.requests) == 1
     session, sent, engine = await open_session()  # without historyConfig a complete turn is answered
     await session.handle(user("Hello"))
     await settle(session)
