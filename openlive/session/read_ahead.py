@@ -47,7 +47,6 @@ class ReadAhead:
         self._task: asyncio.Task[None] | None = None
         self._reading = False  # the engine is reading now (not merely waiting for min_gap_s)
         self._last_read = float("-inf")  # loop time
-        self.reads = 0  # completed reads, for tests and logs
 
     def opening(self, text: str) -> None:
         """The next user turn will begin with `text`: have the LLM read it now."""
@@ -85,7 +84,6 @@ class ReadAhead:
             self._reading = True
             try:
                 await self._warm(request)
-                self.reads += 1
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # noqa: BLE001 - the reply reads it all itself: slower, not wrong
