@@ -175,9 +175,9 @@ class TurnConfig:
     text_model: str = "qwen2.5-coder-0.5b"
     text_threshold: float = 0.02  # its P(message ends here) at or above which it votes "complete"
     text_threads: int = 2
-    check_ms: int = 96  # quiet before the models are asked: 3 VAD frames (their work overlaps the quiet after)
+    check_ms: int = 64  # quiet before the models are asked: 2 VAD frames (their work overlaps the quiet after)
     quick_quiet_ms: int = 200  # the quiet that ends a turn both models call complete
-    unsure_quiet_ms: int = 1200  # the quiet that ends a turn when the models disagree
+    unsure_quiet_ms: int = 1500  # the quiet that ends a turn when the models disagree
     max_wait_ms: int = 2500  # the longest pause an unfinished sentence gets
     cpu_threads: int = 1
 

@@ -22,7 +22,7 @@ recognizer made no words of counts as not finished (turn_taking.py). Words the r
 mumbled, noisy, or cut mid-word) are no evidence that the thought is finished: the text model's
 vote then counts as "not complete".
 
-The models are asked early (check_ms, 96 ms of quiet), so that their ~0.1-0.3 s of work overlaps
+The models are asked early (check_ms, 64 ms of quiet), so that their ~0.1-0.3 s of work overlaps
 the quiet the fast path needs anyway (quick_quiet_ms, 200 ms). The audio model is shown the
 quiet it would have heard by then (`with_quiet`): it was trained on utterances that end with
 about 0.2 s of silence, and scores finished sentences lower when shown less.
@@ -62,15 +62,21 @@ class EndOfTurnPolicy:
     # then it votes "complete" unless it is sure of the opposite.
     strong_text_threshold: float = 0.25
     audio_doubt_threshold: float = 0.1
-    # Quiet before the models are asked: three 32 ms frames of the voice activity detector.
-    check_ms: int = 96
+    # Quiet before the models are asked: two 32 ms frames of the voice activity detector. Their
+    # ~0.2 s of work (on 2 cores) then ends within the 200 ms the fast path waits anyway; asked
+    # after 96 ms, it overran by ~0.1 s (end-of-turn delay p50 404 ms against 352 ms, with the
+    # same cut-offs in bench/conversation.py).
+    check_ms: int = 64
     # The quiet that ends a turn both models call complete. The audio model was trained on
     # utterances that end with about 0.2 s of silence, and scores fragments as complete when
     # given much more.
     quick_quiet_ms: int = 200
     # Below this mean log-probability per token, the recognizer guessed at the words.
     min_transcript_logprob: float = -0.6
-    unsure_quiet_ms: int = 1200  # the quiet that ends a turn when the models disagree
+    # The quiet that ends a turn when the models disagree. It must outlast the longest ordinary
+    # mid-sentence pause (~0.9 s) plus what the detector misses of the next word's soft start
+    # (up to ~0.35 s measured with eSpeak): at 1.2 s a 0.9 s pause was cut off.
+    unsure_quiet_ms: int = 1500
     max_wait_ms: int = 2500  # the longest pause an unfinished thought gets before the turn ends anyway
 
     def quiet_needed_ms(self, audio: float | None, text: float | None,

@@ -300,8 +300,8 @@ async def test_an_unfinished_thought_gets_a_longer_pause_and_stays_one_turn():
 
 
 @pytest.mark.parametrize("audio, text, quiet", [
-    (0.9, 0.5, 200), (0.9, 0.0, 1200), (0.05, 0.5, 1200), (0.1, 0.0, 2500),
-    (0.3, 0.4, 200), (0.3, 0.1, 1200),  # plainly finished words need only no strong doubt from the audio
+    (0.9, 0.5, 200), (0.9, 0.0, 1500), (0.05, 0.5, 1500), (0.1, 0.0, 2500),
+    (0.3, 0.4, 200), (0.3, 0.1, 1500),  # plainly finished words need only no strong doubt from the audio
     (0.9, None, 200), (0.1, None, 2500), (None, 0.5, 200), (None, 0.001, 2500), (None, None, None),
 ])
 def test_the_models_votes_set_the_quiet_that_ends_a_turn(audio, text, quiet):
@@ -311,7 +311,7 @@ def test_the_models_votes_set_the_quiet_that_ends_a_turn(audio, text, quiet):
 def test_words_the_recognizer_guessed_at_do_not_vote_complete():
     policy = EndOfTurnPolicy()
     assert policy.quiet_needed_ms(0.9, 0.5, transcript_logprob=-0.2) == 200
-    assert policy.quiet_needed_ms(0.9, 0.5, transcript_logprob=-0.9) == 1200  # "Can you clean up flames?"
+    assert policy.quiet_needed_ms(0.9, 0.5, transcript_logprob=-0.9) == 1500  # "Can you clean up flames?"
     assert policy.quiet_needed_ms(0.9, None, transcript_logprob=-0.9) == 200  # no text model: nothing to discount
 
 
