@@ -284,6 +284,9 @@ class Config:
     handshake_timeout_s: float = 10.0
     # Connections (and requests in flight) at once; past it, new ones get HTTP 503.
     max_connections: int = 1000
+    # A client that has not taken a server frame in this long has stopped reading: its session is
+    # closed, rather than held with its replies queued (memory) and its engines' work blocked.
+    send_timeout_s: float = 10.0
     log_level: str = "INFO"
     log_format: str = "text"
     llms: dict[str, LLMConfig] = field(default_factory=lambda: {"default": LLMConfig("default")})
@@ -372,8 +375,9 @@ class Config:
             raise ConfigError("[search] provider 'local' needs folder")
         if self.search.provider == "http" and not self.search.url:
             raise ConfigError("[search] provider 'http' needs url")
-        if not self.handshake_timeout_s > 0 or self.max_connections < 1:
-            raise ConfigError("[server] handshake_timeout_s must be above 0 and max_connections at least 1")
+        if not self.handshake_timeout_s > 0 or not self.send_timeout_s > 0 or self.max_connections < 1:
+            raise ConfigError("[server] handshake_timeout_s and send_timeout_s must be above 0 and max_connections "
+                              "at least 1")
         if self.speech.default_voice not in self.voices:
             raise ConfigError(f"[speech] default_voice {self.speech.default_voice!r} is not a configured voice")
         vision = self.vision

@@ -21,17 +21,17 @@ from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route, WebSocketRoute
-from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
+from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from .. import metrics
 from ..config import Config
 from ..engines.registry import Engines
 from ..logs import session_id_var
 from ..models import resolve_model, rest_model
-from ..protocol import encode_server_message, parse_client_frame
+from ..protocol import parse_client_frame
 from ..protocol import server_messages as sm
 from ..protocol.bounded_json import JSONLimitError, Limits, loads
-from ..protocol.errors import CloseCode, ProtocolError, fit_reason, invalid_argument, model_not_found, unavailable
+from ..protocol.errors import CloseCode, ProtocolError, invalid_argument, model_not_found, unavailable
 from ..protocol.messages import Setup
 from ..redaction import fingerprint, redact, remember_secret
 from ..session.end_of_turn import EndOfTurnPolicy
@@ -40,6 +40,7 @@ from ..session.resumption import Snapshot
 from ..session.user_audio import wav_to_pcm16k
 from ..store import Store, StoreError, open_store
 from .auth import AuthError, KeyChecker, credential_from, owner_of
+from .connection import Connection
 from .ephemeral import TokenGrant, TokenRequestError, apply_constraints, check_usable, mint_token_name
 from .limits import KeyLimits, store_needed
 from .playground import playground_routes
@@ -85,37 +86,6 @@ def match_live_path(path: str) -> LiveRoute | None:
     if m["vertex_version"]:
         return LiveRoute(m["vertex_version"], vertex=True, constrained=False)
     return LiveRoute(m["gemini_version"], vertex=False, constrained=m["method"].endswith("Constrained"))
-
-
-class _Connection:
-    """One client socket: serialized sends, close with a code and reason at most once."""
-
-    def __init__(self, ws: WebSocket, limits: Limits) -> None:
-        self.ws = ws
-        self.limits = limits  # what one client frame may hold, for parse_client_frame
-        self._lock = asyncio.Lock()
-
-    async def send(self, message: dict[str, Any]) -> None:
-        frames = encode_server_message(message)
-        async with self._lock:
-            for frame in frames:
-                await self.ws.send_text(frame)
-
-    async def receive(self) -> str | bytes:
-        message = await self.ws.receive()
-        if message["type"] == "websocket.disconnect":
-            raise WebSocketDisconnect(message.get("code", 1000), message.get("reason"))
-        text = message.get("text")
-        return text if text is not None else message.get("bytes") or b""
-
-    async def close(self, code: int, reason: str = "") -> None:
-        if self.ws.application_state == WebSocketState.DISCONNECTED or self.ws.client_state == WebSocketState.DISCONNECTED:
-            return
-        try:
-            # Whatever built the reason, it must encode and fit the close frame, or the close fails.
-            await self.ws.close(code=code, reason=fit_reason(reason))
-        except (RuntimeError, OSError):
-            pass  # the client went away first
 
 
 class OpenLiveApp:
@@ -322,7 +292,7 @@ class OpenLiveApp:
             return
         session_id = uuid.uuid4().hex[:16]
         session_id_var.set(session_id)
-        conn = _Connection(ws, self.frame_limits)
+        conn = Connection(ws, self.frame_limits, send_timeout_s=self.config.send_timeout_s)
         await ws.accept()
         session: LiveSession | None = None
         admission = _Admission()
@@ -353,7 +323,7 @@ class OpenLiveApp:
                 await self.limits.close_session(admission.owner, admission.lease)
             log.info("session ended")
 
-    async def _open_session(self, conn: _Connection, route: LiveRoute, session_id: str, ws: WebSocket,
+    async def _open_session(self, conn: Connection, route: LiveRoute, session_id: str, ws: WebSocket,
                             admission: _Admission) -> LiveSession:
         try:
             first = await asyncio.wait_for(conn.receive(), SETUP_TIMEOUT_S)
@@ -451,7 +421,7 @@ class OpenLiveApp:
             ends.append(time.monotonic() + max(0.0, grant.expire_at - time.time()))
         return min(ends) if ends else None
 
-    async def _pump(self, conn: _Connection, session: LiveSession, deadline: float | None) -> None:
+    async def _pump(self, conn: Connection, session: LiveSession, deadline: float | None) -> None:
         """Feed client frames to the session in order until the client leaves, the session fails or time is up."""
 
         async def read() -> None:
@@ -470,7 +440,7 @@ class OpenLiveApp:
 
         reader = asyncio.create_task(read())
         timer = asyncio.create_task(expire()) if deadline is not None else None
-        waits: set[asyncio.Future[Any]] = {reader, session.failure, *([timer] if timer else [])}
+        waits: set[asyncio.Future[Any]] = {reader, session.failure, conn.lost, *([timer] if timer else [])}
         done: set[asyncio.Future[Any]] = set()
         try:
             done, _ = await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
@@ -479,6 +449,8 @@ class OpenLiveApp:
                 if task is not None and not task.done():
                     task.cancel()
             await asyncio.gather(*(t for t in (reader, timer) if t is not None), return_exceptions=True)
+        if conn.lost.done():  # the client went away, or stopped reading
+            raise conn.lost.result()
         if session.failure.done():
             raise session.failure.result()
         if timer in done and reader not in done:

@@ -1,4 +1,4 @@
-"""Acceptance (issue 13): connections are bounded.
+"""Acceptance (issue 13): connections are bounded, and so is what a client that stops reading holds.
 
 A slow-loris client (a request head sent a line at a time, or never finished) is closed at the
 handshake deadline, over TLS and plain TCP; connections past `max_connections` get HTTP 503 at
@@ -8,10 +8,15 @@ once instead of waiting; once the stragglers are gone the server answers as befo
 from __future__ import annotations
 
 import asyncio
+import base64
+import json
+import socket
 import ssl
 import time
 
+import httpx
 import pytest
+import websockets
 
 pytestmark = pytest.mark.e2e
 
@@ -72,3 +77,67 @@ async def test_slow_loris_is_closed_at_the_deadline_and_extra_connections_get_50
             break
         await asyncio.sleep(0.1)
     assert head.startswith(b"HTTP/1.1 200"), head
+
+
+SEND_TIMEOUT_S = 2
+LIVE_PATH = "/ws/google.ai.generativelanguage.v1beta.GenerativeService.BidiGenerateContent"
+# A long spoken answer: the echo engine says it back, eSpeak speaks it (fast): ~1.5 min of 24 kHz audio,
+# ~12 MiB as JSON, sent as fast as it is made (no pacing to real time).
+LONG = " ".join(f"sentence number {i} is here to make the answer long." for i in range(60))
+
+
+def rss_kib(pid: int) -> int:
+    with open(f"/proc/{pid}/status") as status:
+        return next(int(line.split()[1]) for line in status if line.startswith("VmRSS:"))
+
+
+async def spoken_reply(server, *, read: bool) -> tuple[int, str]:
+    """Ask for the long answer in audio; read it all, or stop reading at once and only later drain
+    what the server had sent. Returns the audio bytes received, and how the connection ended."""
+    sock = socket.socket()
+    if not read:
+        # A small receive window (set before connecting, so it stays small): the stall reaches
+        # the server after a few KiB instead of the tens of MiB the kernel would buffer.
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    sock.connect(("127.0.0.1", server.port))
+    uri = f"ws://127.0.0.1:{server.port}{LIVE_PATH}"
+    audio = 0
+    async with websockets.connect(uri, sock=sock, max_queue=1, max_size=None) as ws:
+        await ws.send(json.dumps({"setup": {"model": "models/gemini-live-2.5-flash-preview", "generationConfig": {
+            "responseModalities": ["AUDIO"],
+            "speechConfig": {"voiceConfig": {"prebuiltVoiceConfig": {"voiceName": "Kore"}}}}}}))
+        await ws.send(json.dumps({"clientContent": {"turns": [{"role": "user", "parts": [{"text": LONG}]}],
+                                                    "turnComplete": True}}))
+        if not read:
+            await asyncio.sleep(4 * SEND_TIMEOUT_S + 6)  # the client freezes; the server gives it up
+        try:
+            while True:
+                message = json.loads(await asyncio.wait_for(ws.recv(), 120))
+                for part in (message.get("serverContent", {}).get("modelTurn") or {}).get("parts", []):
+                    audio += len(base64.b64decode(part.get("inlineData", {}).get("data", "")))
+                if message.get("serverContent", {}).get("turnComplete"):
+                    return audio, "turnComplete"
+        except websockets.ConnectionClosed as closed:
+            return audio, f"closed {closed.rcvd.code if closed.rcvd else 'without a close frame'}"
+
+
+async def test_a_client_that_stops_reading_is_closed_and_its_backlog_stays_bounded(start_server):
+    server = start_server(f'[llm.default]\nengine = "scripted"\n\n[server]\nsend_timeout_s = {SEND_TIMEOUT_S}\n\n'
+                          '[speech]\nmax_lead_ms = 0\n', tls=False)
+    whole, ended = await spoken_reply(server, read=True)
+    assert ended == "turnComplete"
+    assert whole > 60 * 48000, whole  # over a minute of speech: more than the socket buffers hold
+    before = rss_kib(server.process.pid)
+    got, ended = await spoken_reply(server, read=False)
+    grew = rss_kib(server.process.pid) - before
+    # Cut off, not served: of the reply, only what already sat in the socket buffers arrived.
+    assert ended != "turnComplete" and got < whole / 2, (got, whole, ended)
+    # The server queued nothing of the rest: its memory barely moved (the reply is ~12 MiB as JSON).
+    assert grew < 8 << 10, f"the server grew by {grew} KiB"
+    log = server.log()
+    assert "has read nothing for 2 s" in log
+    assert "Unexpected ASGI message" not in log and "Traceback" not in log
+    # And it serves the next client as before.
+    async with httpx.AsyncClient() as http:
+        assert (await http.get(f"{server.base_url}/healthz")).status_code == 200
+    print(f"stalled reader: got {got} of {whole} audio bytes; server RSS {grew:+d} KiB")

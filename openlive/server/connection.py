@@ -1,0 +1,92 @@
+"""One client's WebSocket, as the session writes to it: sends in order and bounded in time.
+
+A client that stops reading (a frozen tab, a process stopped in a debugger, a stalled network)
+fills the TCP buffers, and then every send waits: the reply that is speaking holds its engines,
+and whatever else the session says queues up behind it. Waiting for the ping timeout would hold
+all that for ~40 s and then fail the reply mid-send. Here a send that cannot hand its frame to
+the transport within `send_timeout_s` gives the client up: the connection is `lost` with a
+1008, which the session's pump closes with. Once lost, or once closed, further sends are
+dropped: the session is ending, and what it still says has nowhere to go (writing after the
+close is what made uvicorn log "Unexpected ASGI message 'websocket.send', after sending
+'websocket.close'" and the reply fail with 1011).
+
+What the server holds for a stalled reader is bounded by the transport's write buffer (its high
+water mark, 64 KiB) plus one frame (< 1 MiB): sends wait rather than queue.
+`ws_protocol.py` makes sure that the close to such a client does not wait for the buffer to
+drain.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
+
+from ..protocol import encode_server_message
+from ..protocol.bounded_json import Limits
+from ..protocol.errors import CloseCode, ProtocolError, fit_reason
+
+log = logging.getLogger(__name__)
+
+
+def not_reading(seconds: float) -> ProtocolError:
+    return ProtocolError(CloseCode.POLICY, f"The client did not read the server's messages for {seconds:g} s.")
+
+
+class Connection:
+    """One client socket: serialized sends, each bounded in time; a close with a code and reason at most once."""
+
+    def __init__(self, ws: WebSocket, limits: Limits, *, send_timeout_s: float = 10.0) -> None:
+        self.ws = ws
+        self.limits = limits  # what one client frame may hold, for parse_client_frame
+        self.send_timeout_s = send_timeout_s
+        self._lock = asyncio.Lock()
+        self._closed = False
+        # Set once the client can no longer be written to: the error to close with (a client that
+        # went away: WebSocketDisconnect).
+        self.lost: asyncio.Future[Exception] = asyncio.get_running_loop().create_future()
+
+    async def send(self, message: dict[str, Any]) -> None:
+        if self._gone:
+            return
+        frames = encode_server_message(message)
+        async with self._lock:
+            for frame in frames:
+                if self._gone:
+                    return
+                try:
+                    await asyncio.wait_for(self.ws.send_text(frame), self.send_timeout_s)
+                except asyncio.TimeoutError:
+                    log.warning("the client has read nothing for %.0f s: closing its session", self.send_timeout_s)
+                    self._lose(not_reading(self.send_timeout_s))
+                except WebSocketDisconnect as exc:
+                    self._lose(exc)
+                except (RuntimeError, OSError):  # the socket closed under the send
+                    self._lose(WebSocketDisconnect(1006))
+
+    async def receive(self) -> str | bytes:
+        message = await self.ws.receive()
+        if message["type"] == "websocket.disconnect":
+            raise WebSocketDisconnect(message.get("code", 1000), message.get("reason"))
+        text = message.get("text")
+        return text if text is not None else message.get("bytes") or b""
+
+    async def close(self, code: int, reason: str = "") -> None:
+        self._closed = True
+        if self.ws.application_state == WebSocketState.DISCONNECTED or self.ws.client_state == WebSocketState.DISCONNECTED:
+            return
+        try:
+            # Whatever built the reason, it must encode and fit the close frame, or the close fails.
+            await self.ws.close(code=code, reason=fit_reason(reason))
+        except (RuntimeError, OSError, WebSocketDisconnect):
+            pass  # the client went away first
+
+    @property
+    def _gone(self) -> bool:
+        return self._closed or self.lost.done()
+
+    def _lose(self, error: Exception) -> None:
+        if not self.lost.done():
+            self.lost.set_result(error)
