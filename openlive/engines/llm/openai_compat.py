@@ -19,6 +19,8 @@ from .base import (ChatChunk, ChatMessage, ChatRequest, EngineError, Finished, T
 
 log = logging.getLogger(__name__)
 
+_NO_ENDPOINT = (404, 405, 501)  # the server has no /tokenize at all
+
 
 class OpenAICompatEngine:
     def __init__(
@@ -154,11 +156,17 @@ class OpenAICompatEngine:
                         return int(data["count"])
                     if isinstance(data.get("tokens"), list):
                         return len(data["tokens"])
-                log.info("engine %s has no usable /tokenize (HTTP %d): estimating tokens", self.name,
-                         response.status_code)
+                if response.status_code in _NO_ENDPOINT or response.status_code < 400:
+                    log.info("engine %s has no usable /tokenize (HTTP %d): estimating tokens", self.name,
+                             response.status_code)
+                    self._tokenize_url = None  # Ollama and others have none: do not ask on every turn
+                else:
+                    # This text's failure (say, one the tokenizer refuses), or a passing fault: it
+                    # is this count's estimate, never every later session's.
+                    log.info("engine %s: /tokenize refused this text (HTTP %d): estimating it", self.name,
+                             response.status_code)
             except (httpx.HTTPError, ValueError) as exc:
-                log.info("engine %s: /tokenize failed (%s): estimating tokens", self.name, exc)
-            self._tokenize_url = None  # Ollama and others have none: do not ask on every turn
+                log.info("engine %s: /tokenize failed (%s): estimating this count", self.name, type(exc).__name__)
         return estimate_tokens(text)
 
     async def aclose(self) -> None:
