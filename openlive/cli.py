@@ -63,7 +63,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from .server.app import OpenLiveApp
     from .server.handshake import deadline_protocol
     from .server.tls import ensure_self_signed
-    from .server.ws_protocol import AbortingWebSocketProtocol
+    from .server.ws_protocol import GuardedWebSocketProtocol
 
     config = _config_from(args)
     configure_logging(config.log_level, config.log_format, secrets=config.secrets)
@@ -84,7 +84,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         port=config.port,
         ssl_certfile=str(cert) if cert else None,
         ssl_keyfile=str(key) if key else None,
-        ws=AbortingWebSocketProtocol,
+        ws=GuardedWebSocketProtocol,
         ws_max_size=config.max_frame_bytes,
         ws_ping_interval=20.0,
         ws_ping_timeout=20.0,

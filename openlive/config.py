@@ -242,6 +242,10 @@ class LimitsConfig:
 
     sessions_per_key: int = 10
     tokens_per_minute: int = 4_000_000
+    # Sessions this server process holds at once, whoever's (0: no limit). Past it a new session
+    # is refused with the quota error, rather than every session slowing to a halt: size it
+    # from bench/load.py on the machine (README, "Sizing").
+    max_sessions: int = 0
 
 
 @dataclass(frozen=True)
@@ -252,6 +256,7 @@ class StoreConfig:
     path: Path | None = None  # sqlite: default <data_dir>/state.sqlite3
     url: str | None = None  # redis: e.g. "redis://10.0.0.7:6379/0"
     prefix: str = "openlive:"  # redis: key prefix, so deployments can share a server
+    max_mb: float = 0  # sqlite: the file's cap in MiB (0: none); past it, new snapshots fail as on a full disk
 
 
 @dataclass(frozen=True)
@@ -287,6 +292,9 @@ class Config:
     # A client that has not taken a server frame in this long has stopped reading: its session is
     # closed, rather than held with its replies queued (memory) and its engines' work blocked.
     send_timeout_s: float = 10.0
+    # Client frames a connection may send a second on average (a second's worth at once): past
+    # it, reading waits (TCP backpressure). Microphones send 10-100; video 1-2.
+    max_frames_per_s: float = 500.0
     log_level: str = "INFO"
     log_format: str = "text"
     llms: dict[str, LLMConfig] = field(default_factory=lambda: {"default": LLMConfig("default")})
@@ -375,9 +383,10 @@ class Config:
             raise ConfigError("[search] provider 'local' needs folder")
         if self.search.provider == "http" and not self.search.url:
             raise ConfigError("[search] provider 'http' needs url")
-        if not self.handshake_timeout_s > 0 or not self.send_timeout_s > 0 or self.max_connections < 1:
-            raise ConfigError("[server] handshake_timeout_s and send_timeout_s must be above 0 and max_connections "
-                              "at least 1")
+        if (not self.handshake_timeout_s > 0 or not self.send_timeout_s > 0 or not self.max_frames_per_s >= 1
+                or self.max_connections < 1):
+            raise ConfigError("[server] handshake_timeout_s and send_timeout_s must be above 0, max_frames_per_s "
+                              "and max_connections at least 1")
         if self.speech.default_voice not in self.voices:
             raise ConfigError(f"[speech] default_voice {self.speech.default_voice!r} is not a configured voice")
         vision = self.vision

@@ -51,6 +51,9 @@ IN_FLIGHT = Gauge("openlive_engine_requests_in_flight",
 FRAMES_DROPPED = Counter("openlive_frames_dropped", "Client media frames dropped unseen, by kind (video: frames "
                          "that came faster than the vision worker could look at them, broken ones, and every "
                          "frame while [vision] engine is none).", ["kind"], registry=REGISTRY)
+FRAMES_RECEIVED = Counter("openlive_client_frames", "WebSocket frames read from Live API clients.", registry=REGISTRY)
+FRAMES_PACED = Counter("openlive_client_frames_paced", "Client frames read late because their connection sent "
+                       "more than [server] max_frames_per_s.", registry=REGISTRY)
 AUDIO_DROPPED = Counter("openlive_audio_dropped_seconds",
                         "Seconds of user audio dropped: the oldest part of a turn longer than the longest kept.",
                         registry=REGISTRY)
@@ -114,6 +117,12 @@ def in_flight(engine: str) -> Iterator[None]:
 
 def frame_dropped(kind: str, count: int = 1) -> None:
     FRAMES_DROPPED.labels(kind).inc(count)
+
+
+def frame_received(paced: bool) -> None:
+    FRAMES_RECEIVED.inc()
+    if paced:
+        FRAMES_PACED.inc()
 
 
 def audio_dropped(seconds: float) -> None:

@@ -42,7 +42,7 @@ from ..store import Store, StoreError, open_store
 from .auth import AuthError, KeyChecker, credential_from, owner_of
 from .connection import Connection
 from .ephemeral import TokenGrant, TokenRequestError, apply_constraints, check_usable, mint_token_name
-from .limits import KeyLimits, store_needed
+from .limits import KeyLimits, server_full, store_needed
 from .playground import playground_routes
 from .speech_api import SpeechRequest, speak
 
@@ -70,6 +70,7 @@ class _Admission:
     owner: str = ""
     lease: str = ""
     deadline: float | None = None  # monotonic time the connection must end
+    seated: bool = False  # counted in the server's sessions (`[limits] max_sessions`)
 
 
 @dataclass(frozen=True)
@@ -99,6 +100,7 @@ class OpenLiveApp:
                                             unsure_quiet_ms=turn.unsure_quiet_ms,
                                             max_wait_ms=turn.max_wait_ms)
         self.active_sessions = 0
+        self.seated_sessions = 0  # sessions past setup: what `[limits] max_sessions` bounds
         self.frame_limits = Limits(max_bytes=config.max_frame_bytes)
         self.store: Store | None = None
         self.limits: KeyLimits | None = None
@@ -122,7 +124,7 @@ class OpenLiveApp:
         # The store first: a node that cannot reach shared state must not take sessions.
         store_config = self.config.store
         self.store = await open_store(store_config.backend, path=self.config.store_path, url=store_config.url,
-                                      prefix=store_config.prefix)
+                                      prefix=store_config.prefix, max_mb=store_config.max_mb)
         # A Redis URL may carry a password: the line names the server, not the credential.
         log.info("state store: %s", redact(store_config.url or "") if store_config.backend == "redis"
                  else self.config.store_path)
@@ -292,7 +294,8 @@ class OpenLiveApp:
             return
         session_id = uuid.uuid4().hex[:16]
         session_id_var.set(session_id)
-        conn = Connection(ws, self.frame_limits, send_timeout_s=self.config.send_timeout_s)
+        conn = Connection(ws, self.frame_limits, send_timeout_s=self.config.send_timeout_s,
+                          max_frames_per_s=self.config.max_frames_per_s)
         await ws.accept()
         session: LiveSession | None = None
         admission = _Admission()
@@ -316,6 +319,8 @@ class OpenLiveApp:
             await conn.close(CloseCode.INTERNAL, "Internal error occurred.")
         finally:
             self.active_sessions -= 1
+            if admission.seated:
+                self.seated_sessions -= 1
             metrics.session_closed(close_code)
             if session is not None:
                 await session.aclose()
@@ -357,6 +362,7 @@ class OpenLiveApp:
         resumed = await self._snapshot_for(handle, admission.owner, entry.name) if handle else None
         if grant is not None and not handle and not await self._use_token(credential or ""):
             raise ProtocolError(CloseCode.POLICY, "The ephemeral token has no uses left.")
+        self._seat(admission)
         admission.lease = await self.limits.open_session(admission.owner)
         if not await self.engines.wait_ready(self.config.ready_timeout_s):
             raise unavailable()
@@ -376,6 +382,15 @@ class OpenLiveApp:
                               frame_limits=self.engines.frame_limits)
         await session.start()
         return session
+
+    def _seat(self, admission: _Admission) -> None:
+        """Admission control: a full server refuses a new session with the quota error, at once."""
+        limit = self.config.limits.max_sessions
+        if limit and self.seated_sessions >= limit:
+            log.info("refused a session: this server holds %d already", limit)
+            raise server_full(limit)
+        self.seated_sessions += 1
+        admission.seated = True
 
     async def _token_grant(self, token: str, route: LiveRoute) -> tuple[TokenGrant, dict[str, Any]]:
         if not route.constrained:
@@ -401,7 +416,7 @@ class OpenLiveApp:
         snapshot = None
         if data is not None:
             try:
-                snapshot = Snapshot.from_bytes(data)
+                snapshot = await asyncio.to_thread(Snapshot.from_bytes, data)  # megabytes, maybe: off the loop
             except (ValueError, TypeError, KeyError) as exc:
                 log.warning("unreadable snapshot: %s", exc)
         if snapshot is None or snapshot.owner != owner:

@@ -10,6 +10,12 @@ dropped: the session is ending, and what it still says has nowhere to go (writin
 close is what made uvicorn log "Unexpected ASGI message 'websocket.send', after sending
 'websocket.close'" and the reply fail with 1011).
 
+Reading is paced too: at most `max_frames_per_s` client frames a second on average (a burst of
+one second's worth is free), and each frame yields to the event loop before the next is handled.
+A client flooding tiny frames (100,000 audio chunks of a few bytes) then gets TCP backpressure,
+instead of one session's backlog holding the loop and stalling every other session and
+`/healthz` for seconds. Microphones send 10-100 frames a second.
+
 What the server holds for a stalled reader is bounded by the transport's write buffer (its high
 water mark, 64 KiB) plus one frame (< 1 MiB): sends wait rather than queue.
 `ws_protocol.py` makes sure that the close to such a client does not wait for the buffer to
@@ -20,10 +26,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from typing import Any
 
 from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 
+from .. import metrics
 from ..protocol import encode_server_message
 from ..protocol.bounded_json import Limits
 from ..protocol.errors import CloseCode, ProtocolError, fit_reason
@@ -38,10 +46,12 @@ def not_reading(seconds: float) -> ProtocolError:
 class Connection:
     """One client socket: serialized sends, each bounded in time; a close with a code and reason at most once."""
 
-    def __init__(self, ws: WebSocket, limits: Limits, *, send_timeout_s: float = 10.0) -> None:
+    def __init__(self, ws: WebSocket, limits: Limits, *, send_timeout_s: float = 10.0,
+                 max_frames_per_s: float = 500.0) -> None:
         self.ws = ws
         self.limits = limits  # what one client frame may hold, for parse_client_frame
         self.send_timeout_s = send_timeout_s
+        self._pace = FramePace(max_frames_per_s)
         self._lock = asyncio.Lock()
         self._closed = False
         # Set once the client can no longer be written to: the error to close with (a client that
@@ -67,9 +77,13 @@ class Connection:
                     self._lose(WebSocketDisconnect(1006))
 
     async def receive(self) -> str | bytes:
+        # Yield (or wait out the rate) first: a client's queued frames never run back to back.
+        wait = self._pace.wait(time.monotonic())
+        await asyncio.sleep(wait)
         message = await self.ws.receive()
         if message["type"] == "websocket.disconnect":
             raise WebSocketDisconnect(message.get("code", 1000), message.get("reason"))
+        metrics.frame_received(paced=wait > 0)
         text = message.get("text")
         return text if text is not None else message.get("bytes") or b""
 
@@ -90,3 +104,20 @@ class Connection:
     def _lose(self, error: Exception) -> None:
         if not self.lost.done():
             self.lost.set_result(error)
+
+
+class FramePace:
+    """A token bucket over client frames: `rate` a second on average, `rate` in a burst."""
+
+    def __init__(self, rate: float) -> None:
+        self.rate = rate
+        self._tokens = rate
+        self._at: float | None = None
+
+    def wait(self, now: float) -> float:
+        """Seconds to wait before reading the next frame (0: at once), that frame counted."""
+        if self._at is not None:
+            self._tokens = min(self.rate, self._tokens + (now - self._at) * self.rate)
+        self._at = now
+        self._tokens -= 1
+        return 0.0 if self._tokens >= 0 else -self._tokens / self.rate

@@ -36,6 +36,10 @@ def too_many_sessions(limit: int) -> ProtocolError:
     return ProtocolError(CloseCode.INTERNAL, f"{EXHAUSTED}: more than {limit} concurrent sessions for this API key.")
 
 
+def server_full(limit: int) -> ProtocolError:
+    return ProtocolError(CloseCode.INTERNAL, f"{EXHAUSTED}: this server holds at most {limit} concurrent sessions.")
+
+
 def over_token_budget(limit: int) -> ProtocolError:
     return ProtocolError(CloseCode.INTERNAL, f"{EXHAUSTED}: over {limit} tokens per minute for this API key.")
 
@@ -105,13 +109,19 @@ class TokenBudget:
         self.per_minute = per_minute
 
     async def admit(self, tokens: int) -> None:
+        """Charge a turn's input before it runs; over the budget, the quota error.
+
+        With the store unreachable the turn goes ahead unchecked: a session already admitted
+        carries on through a Redis restart (new sessions are refused meanwhile, at `open_session`)."""
         if self.per_minute <= 0:
             return
-        with store_needed("token budget check"):
+        try:
             used = await self.store.tokens_in_window(self.owner)
             if used + tokens > self.per_minute:
                 raise over_token_budget(self.per_minute)
             await self.store.add_tokens(self.owner, tokens)
+        except StoreError as exc:
+            log.warning("token budget not checked, the store failed: %s", exc)
 
     async def spend(self, tokens: int) -> None:
         if self.per_minute <= 0 or tokens <= 0:

@@ -139,15 +139,17 @@ class Checkpoints:
     async def _save(self, consumed: int) -> None:
         assert self.persistence is not None
         version = self.conversation.version
-        state = self.snapshot().to_bytes()  # taken at once, so it matches `consumed`
+        # Taken at once, so it matches `consumed`; serialized and compressed in a thread: a long
+        # history (megabytes of text) would otherwise hold the event loop, and every session, for seconds.
+        state = await asyncio.to_thread(self.snapshot().to_bytes)
         handle = new_handle()
         remember_secret(handle)  # whatever logs it later (a store error, a traceback) shows [REDACTED]
         started = time.perf_counter()
         try:
             await self.persistence.store.put_snapshot(handle, self.lineage, state, self.persistence.ttl_s)
-        except Exception:
+        except Exception as exc:  # noqa: BLE001 - a store fault (disk full, Redis gone): not this session's
             # No handle is promised for state we could not keep; the session itself carries on.
-            log.exception("could not save a resumption snapshot")
+            log.error("could not save a resumption snapshot: %s: %s", type(exc).__name__, exc)
             return
         self._saved = (version, consumed)
         self._said_unresumable = False

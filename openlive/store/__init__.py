@@ -10,14 +10,14 @@ __all__ = ["KEEP_PER_LINEAGE", "Store", "StoreError", "digest", "open_store"]
 
 
 async def open_store(backend: str, *, path: Path | None = None, url: str | None = None,
-                     prefix: str = "openlive:") -> Store:
+                     prefix: str = "openlive:", max_mb: float = 0) -> Store:
     """Open (and check) a store; a wrong path or an unreachable Redis fails here, at start-up."""
     if backend == "sqlite":
         if path is None:
             raise StoreError("the sqlite store needs a path")
         from .sqlite import SQLiteStore
 
-        return await SQLiteStore(path).open()
+        return await SQLiteStore(path, max_mb=max_mb).open()
     if backend == "redis":
         if not url:
             raise StoreError("the redis store needs a url")

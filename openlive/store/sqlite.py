@@ -36,9 +36,12 @@ CREATE TABLE IF NOT EXISTS auth_tokens (
 
 
 class SQLiteStore:
-    def __init__(self, path: Path, *, clock: Clock = time.time) -> None:
+    def __init__(self, path: Path, *, clock: Clock = time.time, max_mb: float = 0) -> None:
         self.path = Path(path)
         self.clock = clock
+        # The database's cap (0: none). Past it a write fails as on a full disk ("database or disk
+        # is full"): no handle is given for that snapshot, and the ones already given still work.
+        self.max_mb = max_mb
         # One thread owns the connection: SQLite calls never block the event loop, and never overlap.
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sqlite-store")
         self._db: sqlite3.Connection | None = None
@@ -59,6 +62,9 @@ class SQLiteStore:
         db.execute("PRAGMA journal_mode=WAL")
         db.execute("PRAGMA synchronous=NORMAL")
         db.executescript(_SCHEMA)
+        if self.max_mb > 0:
+            page_size = db.execute("PRAGMA page_size").fetchone()[0]
+            db.execute(f"PRAGMA max_page_count = {max(16, int(self.max_mb * (1 << 20) / page_size))}")
         self._db = db
 
     async def _run(self, fn: Callable[..., T], *args: Any) -> T:
@@ -75,10 +81,13 @@ class SQLiteStore:
         db.execute("BEGIN IMMEDIATE")
         try:
             result = fn(db)
+            db.execute("COMMIT")  # inside: a COMMIT that fails (a full disk) must not leave it open
         except BaseException:
-            db.execute("ROLLBACK")
+            # SQLite rolls back by itself on some errors (SQLITE_FULL: a full disk): a second
+            # ROLLBACK would fail and hide the error that matters.
+            if db.in_transaction:
+                db.execute("ROLLBACK")
             raise
-        db.execute("COMMIT")
         return result
 
     # ------------------------------------------------------------------ snapshots
@@ -87,11 +96,12 @@ class SQLiteStore:
         now = self.clock()
 
         def put(db: sqlite3.Connection) -> None:
+            # What expired goes first: its pages make room for the new snapshot in a full database.
+            db.execute("DELETE FROM snapshots WHERE expires <= ?", (now,))
             db.execute("INSERT OR REPLACE INTO snapshots VALUES (?, ?, ?, ?, ?)",
                        (digest(handle), lineage, data, now, now + ttl_s))
             db.execute("DELETE FROM snapshots WHERE lineage = ? AND handle NOT IN (SELECT handle FROM snapshots "
                        "WHERE lineage = ? ORDER BY written DESC, rowid DESC LIMIT ?)", (lineage, lineage, KEEP_PER_LINEAGE))
-            db.execute("DELETE FROM snapshots WHERE expires <= ?", (now,))
 
         await self._run(self._transaction, put)
 

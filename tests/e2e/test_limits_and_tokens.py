@@ -87,6 +87,21 @@ async def test_the_session_over_the_limit_is_refused_and_the_others_carry_on(ser
         assert await say(again, "back") == "You said: back"
 
 
+async def test_a_full_server_refuses_the_next_session_with_the_quota_error(start_server):
+    full = start_server('[llm.default]\nengine = "scripted"\n\n[server]\napi_keys = ["k-1", "k-2"]\n\n'
+                        "[limits]\nmax_sessions = 2\n")
+    async with connect(full, "k-1") as one, connect(full, "k-2") as two:
+        with pytest.raises(errors.APIError) as caught:
+            async with connect(full, "k-2") as three:  # any key: the machine is full, not the key
+                await say(three, "hello")
+        assert caught.value.code == 1011
+        assert "Resource has been exhausted" in str(caught.value) and "at most 2 concurrent" in str(caught.value)
+        assert await say(one, "still here") == "You said: still here"
+        assert await say(two, "me too") == "You said: me too"
+    async with connect(full, "k-1") as again:  # a closed session frees its seat
+        assert await say(again, "back") == "You said: back"
+
+
 async def test_a_burst_over_the_token_budget_is_refused_and_others_are_undisturbed(server):
     paragraph = "A rather long message that costs a good many tokens every time it is read. " * 20  # ~380 tokens
     async with connect(server, "key-b") as bystander:

@@ -70,6 +70,49 @@ def redis_server() -> Iterator[str]:
                 process.wait()
 
 
+class RestartableRedis:
+    """A redis-server that keeps its data on disk (an fsync per write), stopped and started on one port."""
+
+    def __init__(self, workdir: Path) -> None:
+        binary = shutil.which("redis-server")
+        require(binary is not None, "redis-server is not installed (apt-get install redis-server)")
+        self.binary, self.workdir, self.port = str(binary), workdir, _free_port()
+        self.url = f"redis://127.0.0.1:{self.port}/0"
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        log = self.workdir / "redis.log"
+        self.process = subprocess.Popen([self.binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
+                                         "--appendonly", "yes", "--appendfsync", "always", "--dir", str(self.workdir),
+                                         "--logfile", str(log)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        deadline = time.monotonic() + START_DEADLINE_S
+        while _server_pid(self.port) != self.process.pid:
+            if self.process.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"redis-server did not start on port {self.port}:\n"
+                                   + (log.read_text(errors="replace")[-2000:] if log.exists() else ""))
+            time.sleep(0.02)
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.terminate()  # SIGTERM: Redis finishes its append-only file and exits
+            try:
+                self.process.wait(10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+
+
+@contextmanager
+def restartable_redis() -> Iterator[RestartableRedis]:
+    with tempfile.TemporaryDirectory(prefix="openlive-redis-") as workdir:
+        server = RestartableRedis(Path(workdir))
+        server.start()
+        try:
+            yield server
+        finally:
+            server.stop()
+
+
 def redis_url_fixture() -> Any:
     """A module-scoped pytest fixture yielding a fresh server's URL: `redis_url = redis_url_fixture()`."""
 

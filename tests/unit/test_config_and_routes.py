@@ -127,3 +127,15 @@ def test_any_gemini_live_name_is_served_by_the_default_pipeline(name):
 @pytest.mark.parametrize("name", ["gpt-4o", "models/gemini-2.5-pro", "claude-live", "gemini-../live"])
 def test_other_unknown_names_are_still_not_found(name):
     assert resolve_model(load_config(), name) is None
+
+
+def test_frame_pace_allows_a_burst_then_the_rate():
+    from openlive.server.connection import FramePace
+
+    pace = FramePace(10)
+    assert [pace.wait(0.0) for _ in range(10)] == [0.0] * 10  # a second's worth at once
+    assert pace.wait(0.0) == pytest.approx(0.1)  # then one every 1/rate
+    assert pace.wait(0.1) == pytest.approx(0.1)
+    assert pace.wait(5.0) == 0.0  # a quiet spell refills the bucket, up to the burst
+    assert [pace.wait(5.0) for _ in range(9)] == [0.0] * 9
+    assert pace.wait(5.0) > 0
