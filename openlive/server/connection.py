@@ -14,7 +14,9 @@ Reading is paced too: at most `max_frames_per_s` client frames a second on avera
 one second's worth is free), and each frame yields to the event loop before the next is handled.
 A client flooding tiny frames (100,000 audio chunks of a few bytes) then gets TCP backpressure,
 instead of one session's backlog holding the loop and stalling every other session and
-`/healthz` for seconds. Microphones send 10-100 frames a second.
+`/healthz` for seconds. Microphones send 10-100 frames a second. A client whose frames have
+been queued up at every read for `BACKLOG_S` is flooding: it is closed with 1008 rather than
+read for minutes.
 
 What the server holds for a stalled reader is bounded by the transport's write buffer (its high
 water mark, 64 KiB) plus one frame (< 1 MiB): sends wait rather than queue.
@@ -39,6 +41,17 @@ from ..protocol.errors import CloseCode, ProtocolError, fit_reason
 log = logging.getLogger(__name__)
 
 
+# A client whose next frame has been waiting at every read for this long sends faster than it
+# can be read (the pace, or the server's own speed): a flood, not a burst. Pacing alone would
+# leave its backlog, and its pongs behind it, unread for minutes.
+BACKLOG_S = 10.0
+
+
+def too_many_frames(rate: float) -> ProtocolError:
+    return ProtocolError(CloseCode.POLICY, f"Too many messages: sent faster than they can be read for {BACKLOG_S:g} s "
+                                           f"(at most {rate:g} a second).")
+
+
 def not_reading(seconds: float) -> ProtocolError:
     return ProtocolError(CloseCode.POLICY, f"The client did not read the server's messages for {seconds:g} s.")
 
@@ -52,6 +65,7 @@ class Connection:
         self.limits = limits  # what one client frame may hold, for parse_client_frame
         self.send_timeout_s = send_timeout_s
         self._pace = FramePace(max_frames_per_s)
+        self._backlog = Backlog()
         self._lock = asyncio.Lock()
         self._closed = False
         # Set once the client can no longer be written to: the error to close with (a client that
@@ -80,7 +94,10 @@ class Connection:
         # Yield (or wait out the rate) first: a client's queued frames never run back to back.
         wait = self._pace.wait(time.monotonic())
         await asyncio.sleep(wait)
+        asked = time.monotonic()
         message = await self.ws.receive()
+        if self._backlog.read(asked, time.monotonic()) > BACKLOG_S:
+            raise too_many_frames(self._pace.rate)
         if message["type"] == "websocket.disconnect":
             raise WebSocketDisconnect(message.get("code", 1000), message.get("reason"))
         metrics.frame_received(paced=wait > 0)
@@ -121,3 +138,21 @@ class FramePace:
         self._at = now
         self._tokens -= 1
         return 0.0 if self._tokens >= 0 else -self._tokens / self.rate
+
+
+class Backlog:
+    """How long a client's frames have been waiting for us at every read, without a break."""
+
+    READY_S = 0.005  # a read this quick found the frame already there (a real-time client's gaps are 10 ms+)
+
+    def __init__(self) -> None:
+        self._since: float | None = None
+
+    def read(self, asked: float, got: float) -> float:
+        """One read, asked for at `asked` and answered at `got`; seconds of unbroken backlog so far."""
+        if got - asked > self.READY_S:
+            self._since = None  # we waited for the client: no backlog
+            return 0.0
+        if self._since is None:
+            self._since = asked
+        return got - self._since

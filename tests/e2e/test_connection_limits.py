@@ -148,7 +148,7 @@ def frames_read(server) -> float:
     return float(next(line.split()[1] for line in body.splitlines() if line.startswith("openlive_client_frames_total ")))
 
 
-async def test_a_flood_of_tiny_frames_is_read_at_the_paced_rate_while_others_are_served(start_server):
+async def test_a_flood_of_tiny_frames_is_paced_then_closed_while_others_are_served(start_server):
     rate = 100
     server = start_server(f'[llm.default]\nengine = "scripted"\n\n[server]\nmax_frames_per_s = {rate}\n', tls=False)
     uri = f"ws://127.0.0.1:{server.port}{LIVE_PATH}"
@@ -184,6 +184,11 @@ async def test_a_flood_of_tiny_frames_is_read_at_the_paced_rate_while_others_are
         read = frames_read(server) - before
         elapsed = time.monotonic() - started
         assert read <= rate + rate * elapsed + 10, (read, elapsed)
-        assert read < flood  # still reading: paced, not dropped and not closed
-        await ws.send(json.dumps({"realtimeInput": {"audioStreamEnd": True}}))
+        # Kept over the rate, it is a flood: closed with a reason, its backlog unread.
+        with pytest.raises(websockets.ConnectionClosed) as closed:
+            while True:
+                await asyncio.wait_for(ws.recv(), 60)
+    assert closed.value.rcvd is not None and closed.value.rcvd.code == 1008, closed.value
+    assert "Too many messages" in closed.value.rcvd.reason and "at most 100 a second" in closed.value.rcvd.reason
+    assert frames_read(server) - before < flood
     assert "Traceback" not in server.log()

@@ -139,3 +139,18 @@ def test_frame_pace_allows_a_burst_then_the_rate():
     assert pace.wait(5.0) == 0.0  # a quiet spell refills the bucket, up to the burst
     assert [pace.wait(5.0) for _ in range(9)] == [0.0] * 9
     assert pace.wait(5.0) > 0
+
+
+def test_a_backlog_is_frames_waiting_at_every_read_without_a_break():
+    from openlive.server.connection import Backlog
+
+    backlog = Backlog()
+    t = 0.0
+    while t < 12:  # a flood: every read answered at once
+        assert backlog.read(t, t + 0.001) == pytest.approx(t + 0.001)
+        t += 0.002
+    assert backlog.read(t, t + 0.02) == 0.0  # one wait for the client ends it
+    t = 100.0
+    for _ in range(1000):  # a microphone at 50 frames a second: each read waits ~20 ms
+        assert backlog.read(t, t + 0.019) == 0.0
+        t += 0.02
