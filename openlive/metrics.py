@@ -9,6 +9,7 @@ Labels are bounded: close codes, engine kinds, configured LLM names, never a key
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -54,9 +55,16 @@ FRAMES_DROPPED = Counter("openlive_frames_dropped", "Client media frames dropped
 FRAMES_RECEIVED = Counter("openlive_client_frames", "WebSocket frames read from Live API clients.", registry=REGISTRY)
 FRAMES_PACED = Counter("openlive_client_frames_paced", "Client frames read late because their connection sent "
                        "more than [server] max_frames_per_s.", registry=REGISTRY)
+COMPRESSIONS = Counter("openlive_context_compressions", "Times a session's context passed its compression "
+                       "trigger and its oldest turns were dropped (sliding window).", registry=REGISTRY)
 AUDIO_DROPPED = Counter("openlive_audio_dropped_seconds",
                         "Seconds of user audio dropped: the oldest part of a turn longer than the longest kept.",
                         registry=REGISTRY)
+
+LOOP_LAG = Histogram("openlive_event_loop_lag_seconds",
+                    "How late the event loop ran a timer due every 250 ms: time every session, /healthz and "
+                    "/metrics wait behind other work. Over 0.1 s, the server is overloaded or something blocks it.",
+                    buckets=(0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5), registry=REGISTRY)
 
 ENGINE_KINDS = ("llm", "asr", "tts", "turn")
 
@@ -125,8 +133,21 @@ def frame_received(paced: bool) -> None:
         FRAMES_PACED.inc()
 
 
+def context_compressed() -> None:
+    COMPRESSIONS.inc()
+
+
 def audio_dropped(seconds: float) -> None:
     AUDIO_DROPPED.inc(seconds)
+
+
+async def watch_event_loop(period_s: float = 0.25) -> None:
+    """Observe how late a timer fires, forever (run as a task for the server's life)."""
+    loop = asyncio.get_running_loop()
+    while True:
+        due = loop.time() + period_s
+        await asyncio.sleep(period_s)
+        LOOP_LAG.observe(max(0.0, loop.time() - due))
 
 
 def exposition() -> tuple[bytes, str]:

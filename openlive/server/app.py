@@ -133,11 +133,13 @@ class OpenLiveApp:
         self.limits.start()
         # Load models in the background: the port answers /healthz (503) while they load.
         self._start_task = asyncio.create_task(self.engines.start())
+        lag = asyncio.create_task(metrics.watch_event_loop())
         try:
             yield
         finally:
             self._start_task.cancel()
-            await asyncio.gather(self._start_task, return_exceptions=True)
+            lag.cancel()
+            await asyncio.gather(self._start_task, lag, return_exceptions=True)
             await self.engines.aclose()
             await self.limits.aclose()
             await self.store.aclose()

@@ -26,6 +26,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from .. import metrics
 from ..engines.llm.base import (CAMERA_GUIDANCE, ChatMessage, ChatRequest, LLMEngine, SamplingParams, ToolCall,
                                count_tokens)
 from ..protocol.errors import ProtocolError, invalid_argument
@@ -291,6 +292,7 @@ class Conversation:
                 dropped = sum(t.total for t in self.history[:cut])
                 del self.history[:cut]
                 self.version += 1
+                metrics.context_compressed()
                 log.info("context window: dropped the %d oldest turns (%d tokens); %d tokens remain",
                          cut, dropped, total - dropped)
                 total -= dropped

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
@@ -87,4 +88,18 @@ def test_the_endpoint_serves_the_text_format_without_a_key():
     assert {"openlive_sessions_open", "openlive_sessions", "openlive_turns", "openlive_session_closes",
             "openlive_reply_latency_seconds", "openlive_llm_first_token_seconds",
             "openlive_engine_requests_in_flight", "openlive_frames_dropped", "openlive_audio_dropped_seconds",
+            "openlive_event_loop_lag_seconds", "openlive_context_compressions",
             "process_cpu_seconds"} <= names
+
+
+async def test_a_blocked_event_loop_is_seen_as_lag():
+    def over_100ms() -> float:
+        return value("openlive_event_loop_lag_seconds_count") - value("openlive_event_loop_lag_seconds_bucket", le="0.1")
+
+    before = over_100ms()
+    watcher = asyncio.create_task(metrics.watch_event_loop(period_s=0.01))
+    await asyncio.sleep(0.05)
+    time.sleep(0.3)  # what a CPU-heavy call on the loop would do to every session
+    await asyncio.sleep(0.05)
+    watcher.cancel()
+    assert over_100ms() >= before + 1

@@ -11,6 +11,7 @@ import json
 
 import pytest
 
+from openlive import metrics
 from openlive.engines.llm.scripted import ScriptedEngine
 from openlive.protocol import ProtocolError, parse_client_frame
 from openlive.session.context import ContextPolicy, turns_to_drop
@@ -179,9 +180,11 @@ async def test_window_overflow_ends_the_session_and_compression_prevents_it(engi
     compressed, sent = await open_session(engine, window=300, systemInstruction={"parts": [{"text": "Keep me."}]},
                                           contextWindowCompression={"triggerTokens": 250,
                                                                     "slidingWindow": {"targetTokens": 120}})
+    before = metrics.COMPRESSIONS._value.get()
     for _ in range(12):
         await compressed.handle(user(filler))
         await settle(compressed)
+    assert metrics.COMPRESSIONS._value.get() > before  # operators (and bench/soak.py) see it happen
     sent.clear()
     await compressed.handle(user("instruction?"))
     await settle(compressed)
