@@ -11,7 +11,9 @@ import statistics
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import httpx
 
@@ -95,3 +97,23 @@ def write_result(name: str, result: dict, out: Path | None = None) -> Path:
     print(file=sys.stderr)
     print(json.dumps(result, indent=2))
     return path
+
+
+def pyplot() -> Any:
+    """matplotlib's pyplot, drawing to files only; ImportError without the `bench` extra."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def write_result_and_plot(name: str, result: dict, out: Path, draw: Callable[[dict, Path], None], plot: Path) -> None:
+    """The JSON, then its plot (said and skipped where matplotlib is not installed)."""
+    write_result(name, result, out)
+    try:
+        draw(result, plot)
+        print(f"plot: {plot}")
+    except ImportError:
+        print("no plot: pip install -e '.[bench]' (matplotlib)")

@@ -41,7 +41,8 @@ from typing import Any
 
 import httpx
 import numpy as np
-from common import RESULTS, machine, percentile, progress, start_openlive, stop, summary_ms, write_result
+from common import (RESULTS, machine, percentile, progress, pyplot, start_openlive, stop, summary_ms,
+                    write_result_and_plot)
 from conversation import LIVE_MODEL, Mic, cancel_all, clean_error, v2v_clips
 from speech_in import last_voiced_sample
 
@@ -404,11 +405,7 @@ async def run_engine(engine: str, args: argparse.Namespace, clips: list[tuple[st
 
 
 def plot(result: dict[str, Any], path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4.2))
     for engine, data in result["engines"].items():
         levels = [lv for lv in data["talking"] if lv["first_audio"]]
@@ -457,13 +454,7 @@ def main() -> None:
     unknown = set(args.engines) - set(CONFIGS)
     if unknown:
         parser.error(f"unknown engine(s): {', '.join(sorted(unknown))}")
-    result = asyncio.run(main_async(args))
-    write_result("load", result, args.out)
-    try:
-        plot(result, args.plot)
-        print(f"plot: {args.plot}")
-    except ImportError:
-        print("no plot: pip install -e '.[bench]' (matplotlib)")
+    write_result_and_plot("load", asyncio.run(main_async(args)), args.out, plot, args.plot)
 
 
 if __name__ == "__main__":

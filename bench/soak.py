@@ -32,7 +32,7 @@ from typing import Any
 
 import httpx
 
-from common import RESULTS, machine, progress, start_openlive, stop, write_result
+from common import RESULTS, machine, progress, pyplot, start_openlive, stop, write_result_and_plot
 from conversation import LIVE_MODEL, Mic, cancel_all, clean_error, v2v_clips
 from load import rss_mib, tree
 from speech_in import last_voiced_sample
@@ -177,11 +177,7 @@ def drift(turns: list[dict[str, Any]], memory: list[tuple[float, float]]) -> dic
 
 
 def plot(result: dict[str, Any], path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     fig, (top, bottom) = plt.subplots(2, 1, figsize=(10, 6), sharex=True)
     timed = [(t["at_s"] / 60, t["seconds"]) for t in result["turns"] if "seconds" in t]
     top.plot([x for x, _ in timed], [y for _, y in timed], ".", markersize=4)
@@ -205,13 +201,7 @@ def main() -> None:
     parser.add_argument("--plot", type=Path, default=RESULTS / "soak.png")
     args = parser.parse_args()
     args.data_dir = args.data_dir.expanduser()
-    result = asyncio.run(soak(args))
-    write_result("soak", result, args.out)
-    try:
-        plot(result, args.plot)
-        print(f"plot: {args.plot}")
-    except ImportError:
-        print("no plot: pip install -e '.[bench]' (matplotlib)")
+    write_result_and_plot("soak", asyncio.run(soak(args)), args.out, plot, args.plot)
 
 
 if __name__ == "__main__":
