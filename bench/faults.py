@@ -32,7 +32,7 @@ from common import RESULTS, machine, write_result
 
 ROOT = Path(__file__).resolve().parents[1]
 FAULTS = {
-    "kill -9 mid-session, restart, resume": "tests/e2e/test_resumption.py::test_a_fact_survives_sigkill_of_the_server",
+    "kill -9 mid-reply, restart, resume": "tests/e2e/test_resumption.py::test_a_fact_survives_sigkill_of_the_server",
     "connection cut mid-frame": "tests/e2e/test_faults.py::test_a_connection_cut_mid_frame_loses_nothing_acknowledged",
     "client stops reading": "tests/e2e/test_connection_limits.py::"
                             "test_a_client_that_stops_reading_is_closed_and_its_backlog_stays_bounded",

@@ -1,12 +1,13 @@
 """Load: how many sessions one server holds, and where it breaks (issue 13).
 
     .venv/bin/pip install -e '.[bench]'     # matplotlib, for the plot
-    .venv/bin/python bench/load.py [--engines scripted,embedded] [--idle 100] [--talking 1,2,4,6]
-        [--turns 2] [--idle-seconds 30] [--out FILE] [--plot FILE]
+    .venv/bin/python bench/load.py [--engines scripted,embedded[,embedded-0.5b]] [--idle 100]
+        [--talking 1,2,4,6] [--turns 2] [--idle-seconds 30] [--out FILE] [--plot FILE]
 
 Each engine gets a fresh server (`scripted`: the echo LLM, so the figures are the server's own
 ceiling: audio in, VAD, end of turn, recognition and synthesis, without a model thinking;
-`embedded`: the default models). Against it, every client is the unmodified google-genai SDK:
+`embedded`: the default models; `embedded-0.5b`: the same with the smaller LLM). Against it,
+every client is the unmodified google-genai SDK:
 
 1. idle: N sessions connected in audio mode, each streaming a quiet room's noise at real-time
    pace (100 ms chunks), so the VAD runs for all of them. Figures: the server's CPU per session
@@ -53,6 +54,8 @@ TICK = os.sysconf("SC_CLK_TCK")
 CONFIGS = {
     "scripted": '[llm.default]\nengine = "scripted"\n\n[limits]\nsessions_per_key = 0\n',
     "embedded": "[limits]\nsessions_per_key = 0\n",
+    # the smaller packaged LLM, for machines where the default's knee is too low
+    "embedded-0.5b": '[llm.default]\nmodel = "qwen2.5-coder-0.5b"\n\n[limits]\nsessions_per_key = 0\n',
 }
 
 

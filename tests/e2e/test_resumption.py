@@ -151,7 +151,7 @@ async def test_resumable_false_while_a_tool_call_is_in_flight(scripted):
 
 
 async def test_a_fact_survives_sigkill_of_the_server(start_server, tmp_path):
-    """With the real embedded model: kill -9 the server, start it again, resume, and ask."""
+    """With the real embedded model: kill -9 the server mid-reply, start it again, resume, and ask."""
     config = f'[store]\npath = "{tmp_path / "state.sqlite3"}"\n'
     server = start_server(config)
     live_config = lambda handle=None: text_config(handle, temperature=0,  # noqa: E731
@@ -159,7 +159,13 @@ async def test_a_fact_survives_sigkill_of_the_server(start_server, tmp_path):
     async with client(server).aio.live.connect(model=MODEL, config=live_config()) as session:
         _, handle = await say(session, "Hello! My name is Zorblax. Please remember it.")
         assert handle
-        server.stop(signal.SIGKILL)  # mid-session: the socket is still open
+        # Kill it mid-reply: the next turn's first words are out, the rest never comes.
+        await session.send_client_content(turns=types.Content(role="user", parts=[types.Part(
+            text="Tell me a long story about a lighthouse keeper.")]))
+        async for message in session.receive():
+            if message.text:
+                break
+        server.stop(signal.SIGKILL)  # the socket is still open
     assert server.process.returncode == -signal.SIGKILL
     restarted = start_server(config)
     async with client(restarted).aio.live.connect(model=MODEL, config=live_config(handle)) as session:
