@@ -117,3 +117,13 @@ def write_result_and_plot(name: str, result: dict, out: Path, draw: Callable[[di
         print(f"plot: {plot}")
     except ImportError:
         print("no plot: pip install -e '.[bench]' (matplotlib)")
+
+
+async def scrape_metrics(base: str, cafile: str) -> list[Any]:
+    """The server's /metrics as prometheus_client samples (name, labels, value); asynchronous, so
+    that the benchmark's own clients keep their pace while it is read."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    async with httpx.AsyncClient(verify=cafile, timeout=30) as http:
+        body = (await http.get(f"{base}/metrics")).text
+    return [sample for family in text_string_to_metric_families(body) for sample in family.samples]

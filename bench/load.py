@@ -40,10 +40,9 @@ import time
 from pathlib import Path
 from typing import Any
 
-import httpx
 import numpy as np
-from common import (RESULTS, machine, percentile, progress, pyplot, start_openlive, stop, summary_ms,
-                    write_result_and_plot)
+from common import (RESULTS, machine, percentile, progress, pyplot, scrape_metrics, start_openlive, stop,
+                    summary_ms, write_result_and_plot)
 from conversation import LIVE_MODEL, Mic, cancel_all, clean_error, v2v_clips
 from speech_in import last_voiced_sample
 
@@ -176,21 +175,13 @@ class LoopLag:
     Read asynchronously: a blocking read here would stall every client of this process, whose
     catch-up burst would then be measured as the server's lag."""
 
-    NAME = "openlive_event_loop_lag_seconds_bucket"
-
     def __init__(self, base: str, cafile: str) -> None:
         self.base, self.cafile = base, cafile
         self.start: dict[float, float] = {}
 
     async def _buckets(self) -> dict[float, float]:
-        async with httpx.AsyncClient(verify=self.cafile, timeout=30) as http:
-            body = (await http.get(f"{self.base}/metrics")).text
-        found = {}
-        for line in body.splitlines():
-            if line.startswith(self.NAME):
-                le = line.split('le="', 1)[1].split('"', 1)[0]
-                found[float(le)] = float(line.rsplit(" ", 1)[1])
-        return found
+        return {float(s.labels["le"]): s.value for s in await scrape_metrics(self.base, self.cafile)
+                if s.name == "openlive_event_loop_lag_seconds_bucket"}
 
     async def __aenter__(self) -> "LoopLag":
         self.start = await self._buckets()

@@ -30,9 +30,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-import httpx
-
-from common import RESULTS, machine, progress, pyplot, start_openlive, stop, write_result_and_plot
+from common import RESULTS, machine, progress, pyplot, scrape_metrics, start_openlive, stop, write_result_and_plot
 from conversation import LIVE_MODEL, Mic, cancel_all, clean_error, v2v_clips
 from load import rss_mib, tree
 from speech_in import last_voiced_sample
@@ -134,7 +132,7 @@ async def soak(args: argparse.Namespace) -> dict[str, Any]:
                      f"RSS {memory[-1][1] if memory else '-'} MiB          ")
             if why not in ("goAway", "run over"):
                 await asyncio.sleep(1)
-        result["server_counters"] = server_counters(base)
+        result["server_counters"] = await server_counters(base)
     finally:
         sampler.cancel()
         stop(process)
@@ -144,17 +142,15 @@ async def soak(args: argparse.Namespace) -> dict[str, Any]:
     return result
 
 
-def server_counters(base: str) -> dict[str, float]:
+async def server_counters(base: str) -> dict[str, float]:
     """What the server itself counted over the run, from its /metrics: compressions, closes by code, turns."""
-    body = httpx.get(f"{base}/metrics", verify=os.environ["SSL_CERT_FILE"], timeout=30).text
-    wanted = ("openlive_context_compressions_total", "openlive_session_closes_total", "openlive_turns_total",
-              "openlive_sessions_total")
-    counters: dict[str, float] = {}
-    for line in body.splitlines():
-        name, _, value = line.rpartition(" ")
-        if name.startswith(wanted) and float(value):
-            counters[name] = float(value)
-    return counters
+    wanted = {"openlive_context_compressions_total", "openlive_session_closes_total", "openlive_turns_total",
+              "openlive_sessions_total"}
+    def key(name: str, labels: dict[str, str]) -> str:
+        return name + ("{" + ",".join(f'{k}="{v}"' for k, v in labels.items()) + "}" if labels else "")
+
+    return {key(s.name, s.labels): s.value for s in await scrape_metrics(base, os.environ["SSL_CERT_FILE"])
+            if s.name in wanted and s.value}
 
 
 def drift(turns: list[dict[str, Any]], memory: list[tuple[float, float]]) -> dict[str, Any]:

@@ -96,10 +96,10 @@ class Connection:
         await asyncio.sleep(wait)
         asked = time.monotonic()
         message = await self.ws.receive()
+        if message["type"] == "websocket.disconnect":  # gone already: nothing to close with a reason
+            raise WebSocketDisconnect(message.get("code", 1000), message.get("reason"))
         if self._backlog.read(asked, time.monotonic()) > BACKLOG_S:
             raise too_many_frames(self._pace.rate)
-        if message["type"] == "websocket.disconnect":
-            raise WebSocketDisconnect(message.get("code", 1000), message.get("reason"))
         metrics.frame_received(paced=wait > 0)
         text = message.get("text")
         return text if text is not None else message.get("bytes") or b""
