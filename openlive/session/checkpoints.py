@@ -79,6 +79,10 @@ class Checkpoints:
         self._saved: tuple[int, int] | None = None  # (version, consumed index) of the last snapshot
         self._said_unresumable = False
         self.task: asyncio.Task[None] | None = None
+        # One save at a time: the background checkpoint and the save before a turnComplete would
+        # otherwise race, and a slow older snapshot could send its handle after a newer one's (the
+        # client keeps the last handle it got, and would resume without the newer turn).
+        self._saving = asyncio.Lock()
         self._again = False
         self._audio_since = 0.0
 
@@ -132,9 +136,10 @@ class Checkpoints:
     async def save_if_changed(self) -> None:
         if self.persistence is None:
             return
-        consumed = self.consumed.value
-        if self._saved != (self.conversation.version, consumed):
-            await self._save(consumed)
+        async with self._saving:
+            consumed = self.consumed.value
+            if self._saved != (self.conversation.version, consumed):
+                await self._save(consumed)
 
     async def _save(self, consumed: int) -> None:
         assert self.persistence is not None

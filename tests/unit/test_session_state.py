@@ -89,6 +89,30 @@ async def test_updates_carry_handles_at_quiet_points_and_say_unresumable_during_
     assert "lastConsumedClientMessageIndex" not in ups[-1]  # only in transparent mode
 
 
+async def test_handles_go_out_in_the_order_of_the_state_they_keep(engine, store):
+    """A slow first write (a busy store) must not send its older handle after a newer one."""
+    put, first = store.put_snapshot, asyncio.Event()
+
+    async def slow_first_put(handle, lineage, state, ttl_s):
+        if not first.is_set():
+            first.set()
+            await asyncio.sleep(0.3)
+        await put(handle, lineage, state, ttl_s)
+
+    store.put_snapshot = slow_first_put
+    session, sent = await open_session(engine, store, sessionResumption={})
+    await first.wait()  # the handle from the start is being written, slowly
+    await session.handle(user("My name is Zorblax."))
+    await settle(session)
+    for _ in range(100):
+        await asyncio.sleep(0.01)
+    # What each handle keeps, in the order they were sent: never less than the one before (a
+    # client holding the last handle it got, when the store then fails, must not lose the turn).
+    kept = [len(Snapshot.from_bytes(await store.get_snapshot(u["newHandle"])).history)
+            for u in updates(sent) if u.get("newHandle")]
+    assert kept == sorted(kept) and kept[-1] == 2, kept
+
+
 async def test_restore_brings_back_history_instruction_and_tools(engine, store):
     tools = [{"functionDeclarations": [{"name": "lamp", "parameters": {"type": "object", "properties": {}}}]}]
     session, sent = await open_session(engine, store, sessionResumption={}, tools=tools,
