@@ -179,6 +179,10 @@ class TurnConfig:
     quick_quiet_ms: int = 200  # the quiet that ends a turn both models call complete
     unsure_quiet_ms: int = 1500  # the quiet that ends a turn when the models disagree
     max_wait_ms: int = 2500  # the longest pause an unfinished sentence gets
+    # Start the LLM on the words heard in a pause, before the turn is known to be over: the reply
+    # is ready sooner (by the models' decision time, and by the whole wait of a disputed pause);
+    # when the user goes on, that LLM work was for nothing (session/early_reply.py).
+    early_reply: bool = True
     cpu_threads: int = 1
 
 

@@ -66,6 +66,11 @@ LOOP_LAG = Histogram("openlive_event_loop_lag_seconds",
                     "/metrics wait behind other work. Over 0.1 s, the server is overloaded or something blocks it.",
                     buckets=(0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5), registry=REGISTRY)
 
+EARLY_REPLIES = Counter("openlive_early_replies",
+                        "LLM streams started in a pause, before the turn ended (session/early_reply.py): used by "
+                        "the reply, or dropped (the user went on, or the turn's request differed): LLM work spent "
+                        "for nothing.", ["outcome"], registry=REGISTRY)
+
 ENGINE_KINDS = ("llm", "asr", "tts", "turn")
 
 # Series that exist from the start, at zero: a dashboard (and rate()) needs them before the first event.
@@ -74,6 +79,8 @@ for _outcome in ("complete", "interrupted", "failed"):
 for _kind in ENGINE_KINDS:
     IN_FLIGHT.labels(_kind)
 FRAMES_DROPPED.labels("video")
+for _outcome in ("used", "dropped"):
+    EARLY_REPLIES.labels(_outcome)
 
 _KNOWN_CODES = frozenset({1000, 1001, 1002, 1003, 1005, 1006, 1007, 1008, 1009, 1010, 1011, 1012, 1013, 1014, 1015})
 
@@ -93,6 +100,10 @@ def turn_ended(outcome: str) -> None:
     TURNS.labels(outcome).inc()
 
 
+def early_reply(outcome: str) -> None:
+    EARLY_REPLIES.labels(outcome).inc()
+
+
 def reply_started(input_kind: str, output: str, seconds: float) -> None:
     """The first audio or text of a reply went out `seconds` after the user's turn ended."""
     REPLY_LATENCY.labels(input_kind, output).observe(seconds)
@@ -105,11 +116,14 @@ class FirstToken:
         self._llm = llm
         self._asked: float | None = time.monotonic()
 
-    def token(self) -> None:
-        """A token arrived; only the first one is observed."""
-        if self._asked is not None:
-            FIRST_TOKEN.labels(self._llm).observe(time.monotonic() - self._asked)
-            self._asked = None
+    def token(self) -> float | None:
+        """A token arrived; only the first one is observed: its wait in seconds is returned."""
+        if self._asked is None:
+            return None
+        seconds = time.monotonic() - self._asked
+        FIRST_TOKEN.labels(self._llm).observe(seconds)
+        self._asked = None
+        return seconds
 
 
 @contextmanager

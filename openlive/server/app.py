@@ -98,7 +98,7 @@ class OpenLiveApp:
         self._turn_policy = EndOfTurnPolicy(threshold=turn.threshold, text_threshold=turn.text_threshold,
                                             check_ms=turn.check_ms, quick_quiet_ms=turn.quick_quiet_ms,
                                             unsure_quiet_ms=turn.unsure_quiet_ms,
-                                            max_wait_ms=turn.max_wait_ms)
+                                            max_wait_ms=turn.max_wait_ms, early_reply=turn.early_reply)
         self.active_sessions = 0
         self.seated_sessions = 0  # sessions past setup: what `[limits] max_sessions` bounds
         self.frame_limits = Limits(max_bytes=config.max_frame_bytes)

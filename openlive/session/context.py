@@ -22,13 +22,14 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
 from .. import metrics
-from ..engines.llm.base import (CAMERA_GUIDANCE, ChatMessage, ChatRequest, LLMEngine, SamplingParams, ToolCall,
-                               count_tokens)
+from ..engines.llm.base import (CAMERA_GUIDANCE, SPOKEN_GUIDANCE, ChatMessage, ChatRequest, LLMEngine, SamplingParams,
+                               ToolCall, count_tokens)
 from ..protocol.errors import ProtocolError, invalid_argument
 from ..protocol.messages import ContextWindowCompressionConfig, Tool
 from .languages import language_instruction
@@ -152,6 +153,22 @@ class Conversation:
         else:
             self.history.append(Turn(role, text, counted, uncounted, media))
 
+    @contextmanager
+    def tentative_user_turn(self, text: str) -> Iterator[None]:
+        """The conversation as it would be with the user's `text` appended, for a look without
+        awaiting anything (what a reply would read if the turn ended now: early_reply.py). The
+        history itself is untouched: a copy stands in for it until the block ends."""
+        history = self.history
+        last = history[-1] if history else None
+        if last is not None and last.role == "user":  # as append() joins them
+            self.history = [*history[:-1], replace(last, text=last.text + "\n" + text)]
+        else:
+            self.history = [*history, Turn("user", text)]
+        try:
+            yield
+        finally:
+            self.history = history
+
     def append_calls(self, calls: Sequence[dict[str, Any]]) -> None:
         """The model called functions ({"id", "name", "args"} each): one line of history, and the calls."""
         line = "[called " + "; ".join(f"{c['name']}({json.dumps(c['args'])})" for c in calls) + "]"
@@ -232,8 +249,7 @@ class Conversation:
         if (self.seen if seen is None else seen) and CAMERA_GUIDANCE not in self.guidance:
             parts.append(CAMERA_GUIDANCE)  # an engine with no guidance of its own, once there are notes
         if self.modality == "AUDIO":
-            parts.insert(1 if self.guidance else 0, "Your answers are spoken aloud: use short plain sentences, with "
-                                                    "no markdown, lists, code or emoji.")
+            parts.insert(1 if self.guidance else 0, SPOKEN_GUIDANCE)
         if self.tools and not native_tools:  # a server calling tools natively says how, from `tools`
             parts.append(self.tools.instructions())
         language = language_instruction(self.language)

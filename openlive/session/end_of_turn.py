@@ -78,6 +78,8 @@ class EndOfTurnPolicy:
     # (up to ~0.35 s measured with eSpeak): at 1.2 s a 0.9 s pause was cut off.
     unsure_quiet_ms: int = 1500
     max_wait_ms: int = 2500  # the longest pause an unfinished thought gets before the turn ends anyway
+    # Start the reply's LLM request on the words heard in a pause, before the turn ends (early_reply.py).
+    early_reply: bool = True
 
     def quiet_needed_ms(self, audio: float | None, text: float | None,
                         transcript_logprob: float | None = None) -> int | None:

@@ -42,6 +42,7 @@ from .camera import Camera
 from .checkpoints import Checkpoints, Persistence, setup_json
 from .context import ContextPolicy, Conversation, TokenBudget
 from .end_of_turn import EndOfTurnPolicy, TextTurnModel, TurnModel
+from .early_reply import EarlyLLM, EarlyStart
 from .options import SessionOptions
 from .read_ahead import ReadAhead
 from .reply import Replies
@@ -97,9 +98,12 @@ class LiveSession:
             guidance=getattr(llm, "system_guidance", ""))
         self.tool_calls = ToolCalls(send=send, conversation=self.conversation, sandbox=sandbox, search=search,
                                     waiting=lambda: self.read_ahead.waiting_reply())
-        self.replies = Replies(llm=llm, send=send, options=self.options, conversation=self.conversation,
-                               tool_calls=self.tool_calls, speech=speech or SpeechConfig(), voices=voices,
-                               fail=self.fail, before_turn_complete=self._save_before_turn_complete,
+        # A reply's first request may already be under way, started in the pause before its turn ended.
+        self.early = EarlyStart(llm, before=lambda: self.read_ahead.settle())
+        self.replies = Replies(llm=EarlyLLM(llm, self.early), send=send, options=self.options,
+                               conversation=self.conversation, tool_calls=self.tool_calls,
+                               speech=speech or SpeechConfig(), voices=voices, fail=self.fail,
+                               before_turn_complete=self._save_before_turn_complete,
                                name=f"reply-{self.session_id}", before_llm=self._before_llm)
         self.read_ahead = ReadAhead(llm=llm, conversation=self.conversation, params=self.options.params,
                                     busy=lambda: self.replying)
@@ -147,6 +151,7 @@ class LiveSession:
         for task in tasks:
             task.cancel()
         self.camera.aclose()
+        self.early.cancel()
         await asyncio.gather(self.turns.aclose(), self.read_ahead.aclose(), *tasks, return_exceptions=True)
         await self.checkpoints.drain()
 
@@ -276,6 +281,20 @@ class LiveSession:
         if self.options.barge_in and self.replying:
             log.info("barge-in: the user spoke over the reply")
             await self.replies.interrupt()
+        self.early.cancel()
+        self.read_ahead.user_started()
+
+    def words_heard(self, text: str) -> None:
+        # Only for a turn that would be answered at once: not behind a reply or a user turn in
+        # progress, nor while clientContent is history.
+        if not text or self.replying or self._user_turns or self._taking_history:
+            return
+        with self.conversation.tentative_user_turn(text):
+            request = self.replies.request()
+        self.early.start(request)
+
+    def words_withdrawn(self) -> None:
+        self.early.cancel()
 
     def spawn(self, coroutine: Coroutine[Any, Any, None]) -> None:
         """Run a user turn beside the reader, so audio keeps flowing while it waits or recognizes."""
@@ -296,7 +315,10 @@ class LiveSession:
     def _start_reply(self, *, turn_ended_at: float | None = None, turn_input: str = "text") -> None:
         # turn_ended_at: when the user's turn ended (monotonic), for the reply latency; None for a
         # reply that answers no user turn (a tool result).
-        self.replies.start(turn_ended_at=turn_ended_at, turn_input=turn_input).add_done_callback(self._on_work_done)
+        task = self.replies.start(turn_ended_at=turn_ended_at, turn_input=turn_input)
+        task.add_done_callback(self._on_work_done)
+        # A stream started early that this reply did not take answers words that are not the turn.
+        task.add_done_callback(lambda _: self.early.cancel())
 
     def _on_work_done(self, _task: asyncio.Task[None]) -> None:
         self.checkpoints.request()

@@ -9,6 +9,7 @@ the server's prompt cache then holds it, and the reply's own request, which star
 reads only the user's words.
 
     note seen ──► opening changed ──► warm(history + opening) ──► prompt cache
+    user starts speaking ──────────► warm(history) ──────────────► prompt cache
     turn ends ──► settle(): a warm in flight finishes (its work is the reply's) ──► the reply
 
 The same while a reply waits for its tool calls' results: the conversation so far (the call
@@ -52,6 +53,16 @@ class ReadAhead:
         """The next user turn will begin with `text`: have the LLM read it now."""
         if text:
             self._want(text, during_reply=False)
+
+    def user_started(self) -> None:
+        """The user started speaking: have the LLM read the conversation as it stands (the system
+        prompt, earlier turns), so that when the turn ends the reply reads only the new words. It
+        matters for a session's first turn (its own instruction and tools) and after anything that
+        changed the conversation's start (compression, a resumed session); otherwise the prompt
+        cache already holds it and the read is one token. An opening already wanted is kept: it
+        covers this and more."""
+        if self._wanted is None:
+            self._want("", during_reply=False)
 
     def waiting_reply(self) -> None:
         """The reply in progress waits on something else (its tool calls' results): the LLM is idle

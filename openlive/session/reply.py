@@ -27,7 +27,8 @@ from dataclasses import dataclass, field, replace
 
 from .. import metrics
 from ..config import SpeechConfig
-from ..engines.llm.base import EngineError, Finished, LLMEngine, TextDelta, ToolCall, ToolCallsMade, estimate_tokens
+from ..engines.llm.base import (ChatRequest, EngineError, Finished, LLMEngine, TextDelta, ToolCall, ToolCallsMade,
+                                estimate_tokens)
 from ..engines.search.base import SearchError, grounding_metadata
 from ..engines.tts.base import TTSError, TTSVoice
 from ..engines.tts.registry import VoiceRegistry
@@ -63,6 +64,11 @@ class ReplyRecord:
     # turn (a tool result), so no reply latency is measured.
     turn_ended_at: float | None = None
     turn_input: str = "text"
+    first_token_s: float | None = None  # the LLM's wait to its first token, this reply's first round
+
+    def first_token(self, seconds: float | None) -> None:
+        if self.first_token_s is None:
+            self.first_token_s = seconds
 
     def add_usage(self, finished: Finished) -> None:
         # Tool rounds re-read the conversation: the turn's prompt is its largest, outputs add up.
@@ -201,19 +207,33 @@ class Replies:
         # The Live API counts speech at about 25 tokens a second.
         return round(reply.audio_bytes / (2 * OUTPUT_RATE) * AUDIO_TOKENS_PER_SECOND)
 
+    def request(self, *, allow_tools: bool = True, not_now: frozenset[str] = frozenset()) -> ChatRequest:
+        """What the LLM is asked for one model turn of a reply (with the defaults: its first round,
+        which early_reply.py starts before the turn has ended). `not_now`: functions this turn may
+        not call (their results were just given)."""
+        tools = self.conversation.tools
+        params = self.options.params
+        if not tools:
+            return self.conversation.chat_request(params)
+        if getattr(self.llm, "tool_mode", "grammar") == "native":
+            # Without tools allowed, they are still described (the history holds their calls), but
+            # the server is told not to call one.
+            request = self.conversation.chat_request(params, tools=tools.native_tools())
+            return request if allow_tools else replace(request, tool_choice="none")
+        return self.conversation.chat_request(params, tools.schema(allow_tools=allow_tools, exclude=not_now))
+
     async def _model_text(self, reply: ReplyRecord, *, allow_tools: bool,
                           not_now: frozenset[str] = frozenset()) -> AsyncIterator[str]:
         """The text of one model turn for the user, as it streams; a tool decision lands on `reply`.
         `not_now`: functions this turn may not call (their results were just given)."""
         reply.decision = None
         tools = self.conversation.tools
-        params = self.options.params
         if not tools:
             with metrics.in_flight("llm"):
                 timer = metrics.FirstToken(self.llm.name)
-                async for chunk in self.llm.stream(self.conversation.chat_request(params)):
+                async for chunk in self.llm.stream(self.request()):
                     if isinstance(chunk, TextDelta):
-                        timer.token()
+                        reply.first_token(timer.token())
                         yield chunk.text
                     elif isinstance(chunk, Finished):
                         self._round_done(reply, chunk)
@@ -223,14 +243,13 @@ class Replies:
                 yield text
             return
         router = RouterStream()
-        stream = self.llm.stream(self.conversation.chat_request(params, tools.schema(allow_tools=allow_tools,
-                                                                                     exclude=not_now)))
+        stream = self.llm.stream(self.request(allow_tools=allow_tools, not_now=not_now))
         try:
             with metrics.in_flight("llm"):
                 timer = metrics.FirstToken(self.llm.name)
                 async for chunk in stream:
                     if isinstance(chunk, TextDelta):
-                        timer.token()
+                        reply.first_token(timer.token())
                         text = router.push(chunk.text)
                         if text:
                             yield text
@@ -246,20 +265,15 @@ class Replies:
         """A model turn from a server that calls tools itself: its text streams to the user as it
         comes, and the calls it made (if any) become the decision."""
         tools = self.conversation.tools
-        # Without tools allowed, they are still described (the history holds their calls), but
-        # the server is told not to call one.
-        request = self.conversation.chat_request(self.options.params, tools=tools.native_tools())
-        if not allow_tools:
-            request = replace(request, tool_choice="none")
         calls: tuple[ToolCall, ...] = ()
         with metrics.in_flight("llm"):
             timer = metrics.FirstToken(self.llm.name)
-            async for chunk in self.llm.stream(request):
+            async for chunk in self.llm.stream(self.request(allow_tools=allow_tools)):
                 if isinstance(chunk, TextDelta):
-                    timer.token()
+                    reply.first_token(timer.token())
                     yield chunk.text
                 elif isinstance(chunk, ToolCallsMade):
-                    timer.token()
+                    reply.first_token(timer.token())
                     calls = chunk.calls
                 elif isinstance(chunk, Finished):
                     self._round_done(reply, chunk)
@@ -274,7 +288,11 @@ class Replies:
     def _answered(self, reply: ReplyRecord, output: str) -> None:
         """The reply's first audio or text is about to go out: how long the user waited for it."""
         if reply.turn_ended_at is not None:
-            metrics.reply_started(reply.turn_input, output, time.monotonic() - reply.turn_ended_at)
+            waited = time.monotonic() - reply.turn_ended_at
+            metrics.reply_started(reply.turn_input, output, waited)
+            # Where a slow answer's time went: the LLM's share, the rest is recognition and synthesis.
+            log.info("first %s %.0f ms after the turn ended (the LLM's first token took %.0f ms)", output,
+                     waited * 1000, (reply.first_token_s or 0.0) * 1000)
             reply.turn_ended_at = None  # once per reply, across its tool rounds
 
     async def _reply_text(self, reply: ReplyRecord, text: AsyncIterator[str]) -> None:

@@ -11,8 +11,9 @@ When the user stops talking (automatic mode):
 1. The detector sees a short quiet inside speech (`Activity.PAUSE`): recognition starts on the
    utterance so far, speculatively, so the transcript is ready when the turn ends; and, unless
    the client set `silenceDurationMs`, the end-of-turn models are asked whether the utterance is
-   complete: the audio model on the sound, the text model on that speculative transcript. If
-   speech comes back (`Activity.RESUME`) all of it is stale and is dropped.
+   complete: the audio model on the sound, the text model on that speculative transcript. Once
+   the transcript is ready the session may start the reply's LLM request early, output held
+   (`early_reply.py`). If speech comes back (`Activity.RESUME`) all of it is stale and is dropped.
 2. The turn ends after the quiet the models call for (`end_of_turn.py`: about 0.2 s after the
    user stopped when both say complete, longer when they disagree), or at the detector's
    `Activity.END` (`silenceDurationMs` of quiet, or the longest
@@ -61,6 +62,12 @@ class TurnHost(Protocol):
 
     def spawn(self, coroutine: Coroutine[Any, Any, None]) -> None:
         """Run a user turn beside the reader."""
+
+    def words_heard(self, text: str) -> None:
+        """In a pause that may end the turn, recognition heard `text` so far (the reply may start early)."""
+
+    def words_withdrawn(self) -> None:
+        """The user went on: the words last heard are not the turn."""
 
     async def take_user_turn(self, text: str, tokens: int | None = None, *, ended_at: float | None = None,
                              spoken: bool = False) -> None:
@@ -164,6 +171,8 @@ class TurnTaking:
                 utterance = audio.utterance()
                 # Recognize during the silence window, so the transcript is ready when the turn ends.
                 self._speculative = asyncio.create_task(self._recognize(utterance))
+                if self.policy.early_reply:
+                    self._speculative.add_done_callback(self._heard)
                 if self.turn_model is not None or self.text_model is not None:
                     quiet_since = offset - self.policy.check_ms / 1000
                     self._verdict = asyncio.create_task(self._judge_pause(utterance, self._speculative, quiet_since))
@@ -224,7 +233,14 @@ class TurnTaking:
             log.exception("end-of-turn text model failed")
             return None, None
 
+    def _heard(self, transcript: asyncio.Task[Transcript]) -> None:
+        # Only while the turn is still undecided: once it has ended, its reply starts anyway.
+        if transcript is self._speculative and not transcript.cancelled() and transcript.exception() is None:
+            self.host.words_heard(transcript.result().text.strip())
+
     def _drop_speculation(self) -> None:
+        if self._speculative is not None:
+            self.host.words_withdrawn()
         for task in (self._speculative, self._verdict):
             if task is not None:
                 task.cancel()

@@ -2,20 +2,26 @@
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 
-from openlive.engines.llm.base import ChatMessage, ChatRequest, Finished, SamplingParams
+from openlive.engines.llm.base import SPOKEN_GUIDANCE, ChatMessage, ChatRequest, Finished, SamplingParams
 from openlive.engines.llm.embedded import EmbeddedLlamaEngine
 from tests.support.require import require
 
 
-async def test_a_warmed_opening_is_served_from_the_prompt_cache() -> None:
+def small_model() -> Path:
     from openlive.engines.llm.packaged import resolve_model_file
 
     try:
-        path = resolve_model_file("qwen2.5-coder-0.5b", Path.home() / ".openlive", progress=False)
+        return resolve_model_file("qwen2.5-coder-0.5b", Path.home() / ".openlive", progress=False)
     except Exception as exc:  # the packaged weights are a dependency; without them this cannot run
         require(False, f"packaged qwen2.5-coder-0.5b unavailable: {exc}")
+        raise
+
+
+async def test_a_warmed_opening_is_served_from_the_prompt_cache() -> None:
+    path = small_model()
     engine = EmbeddedLlamaEngine("test", path, n_ctx=2048, n_parallel=2, n_threads=2)
     await engine.start()
     params = SamplingParams(temperature=0.0, max_tokens=4)
@@ -31,3 +37,64 @@ async def test_a_warmed_opening_is_served_from_the_prompt_cache() -> None:
     # Everything up to the note's end came from the cache: only the question was read anew.
     opening_tokens = finished.prompt_tokens - 12
     assert finished.cached_tokens >= opening_tokens, finished
+
+
+async def test_sessions_that_start_at_once_each_find_the_shared_prefix_in_their_slot() -> None:
+    # Each parallel slot has its own cache: without priming, only the first slot ever used holds
+    # the guidance every session begins with, and the others read it cold.
+    engine = EmbeddedLlamaEngine("test", small_model(), n_ctx=3072, n_parallel=3, n_threads=2)
+    await engine.start()
+    params = SamplingParams(temperature=0.0, max_tokens=2)
+    prefix = engine.system_guidance + "\n\n" + SPOKEN_GUIDANCE
+
+    async def finished(request: ChatRequest) -> Finished:
+        return [c async for c in engine.stream(request) if isinstance(c, Finished)][-1]
+
+    try:
+        await engine.primed()
+        shared = await engine.count_tokens(prefix)
+        results = await asyncio.gather(*(finished(ChatRequest((
+            ChatMessage("system", f"{prefix}\n\nYou are agent {n}, {role}."), ChatMessage("user", question)), params))
+            for n, role, question in ((1, "a travel guide", "Where should I go in May?"),
+                                      (2, "a cook", "What goes with rice?"),
+                                      (3, "a gardener", "When do I plant tulips?"))))
+    finally:
+        await engine.aclose()
+    for result in results:
+        assert result.cached_tokens >= shared - 4, (shared, results)
+
+
+async def test_speech_starting_reads_the_conversation_so_far_but_not_over_a_wanted_opening() -> None:
+    from openlive.session.context import ContextPolicy, Conversation
+    from openlive.session.read_ahead import ReadAhead
+
+    class Reader:
+        name = "reader"
+
+        def __init__(self) -> None:
+            self.read: list[ChatRequest] = []
+
+        async def warm(self, request: ChatRequest) -> None:
+            self.read.append(request)
+
+    llm = Reader()
+    conversation = Conversation(system_instruction="You are a ship's cook.", tools=None,
+                                policy=ContextPolicy.from_setup(None, 4096), modality="AUDIO", language=None)
+    conversation.append("user", "What is for dinner?")
+    conversation.append("model", "Fish stew.")
+    ahead = ReadAhead(llm=llm, conversation=conversation, params=SamplingParams(), busy=lambda: False, min_gap_s=0.0)
+    ahead.user_started()
+    for _ in range(200):
+        if llm.read:
+            break
+        await asyncio.sleep(0.01)
+    assert [m.content for m in llm.read[0].messages[1:]] == ["What is for dinner?", "Fish stew."]
+    assert "ship's cook" in llm.read[0].messages[0].content
+    ahead.opening("[camera] The frame shows the text: 'GALLEY'.")
+    ahead.user_started()  # the opening covers the conversation so far, and more
+    for _ in range(200):
+        if len(llm.read) == 2:
+            break
+        await asyncio.sleep(0.01)
+    assert llm.read[1].messages[-1].content.startswith("[camera]")
+    await ahead.aclose()

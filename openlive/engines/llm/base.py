@@ -15,6 +15,10 @@ from typing import Any, AsyncIterator, Protocol, runtime_checkable
 CAMERA_GUIDANCE = ("Lines that start with [camera] describe what the user's camera shows right now; you can see "
                    "it through them: answer questions about what is in view from them.")
 
+# How a session that answers in speech asks for speakable text; it follows the engine's guidance in
+# the system prompt, so voice sessions share that prefix (and an engine may read it ahead).
+SPOKEN_GUIDANCE = "Your answers are spoken aloud: use short plain sentences, with no markdown, lists, code or emoji."
+
 
 @dataclass(frozen=True)
 class ToolCall:
