@@ -87,6 +87,10 @@ class LLMConfig:
     script: Path | None = None
     n_ctx: int = 32768  # shared by n_parallel slots: 8192 tokens a session
     n_parallel: int = 4
+    # embedded: memory for the prompt states of conversations that lost their slot to another,
+    # so that they need not be read again (llama.cpp's RAM cache; its own default, 8 GiB, let the
+    # server grow by megabytes with every conversation that came and went). 0: none.
+    prompt_cache_mib: int = 512
     n_threads: int | None = None
     token_delay_ms: float | None = None
     timeout_s: float = 60.0
@@ -362,6 +366,8 @@ class Config:
                 raise ConfigError(f"[llm.{llm.name}] tool_mode must be grammar or native")
             if llm.tool_mode == "native" and llm.engine != "openai":
                 raise ConfigError(f"[llm.{llm.name}] tool_mode 'native' needs engine 'openai'")
+            if not 0 <= llm.prompt_cache_mib <= 1 << 20:
+                raise ConfigError(f"[llm.{llm.name}] prompt_cache_mib must be 0 to 1048576")
         for voice in self.voices.values():
             if voice.engine not in VOICE_ENGINE_KINDS:
                 raise ConfigError(f"[voices.{voice.name}] engine must be one of {', '.join(VOICE_ENGINE_KINDS)}")

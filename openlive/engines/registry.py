@@ -49,7 +49,7 @@ def build_llm(llm: LLMConfig, data_dir: Path) -> LLMEngine:
         path = resolve_model_file(llm.model, data_dir, progress=False)
         draft = resolve_model_file(llm.draft_model, data_dir, progress=False) if llm.draft_model else None
         return EmbeddedLlamaEngine(llm.name, path, n_ctx=llm.n_ctx, n_parallel=llm.n_parallel, n_threads=llm.n_threads,
-                                   draft_model_path=draft)
+                                   draft_model_path=draft, prompt_cache_mib=llm.prompt_cache_mib)
     if llm.engine == "openai":
         assert llm.base_url is not None  # checked by Config.validate
         return OpenAICompatEngine(llm.name, llm.base_url, model=llm.model, api_key=llm.api_key,

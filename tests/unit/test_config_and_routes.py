@@ -64,6 +64,7 @@ def test_alias_table_is_extended_from_the_config_file(tmp_path: Path):
     ('[vision]\nengine = "remote"\n', "[llm.default] is not an OpenAI-compatible server"),
     ('[vision]\nmax_waiting = 0\n', "must be at least 1"),
     ('[vision]\nfps = 3\n', "[vision]: unknown setting(s) fps"),
+    ('[llm.default]\nprompt_cache_mib = -1\n', "prompt_cache_mib must be 0 to"),
 ])
 def test_bad_config_is_a_clear_error(tmp_path, text, needle):
     path = tmp_path / "c.toml"
@@ -154,3 +155,18 @@ def test_a_backlog_is_frames_waiting_at_every_read_without_a_break():
     for _ in range(1000):  # a microphone at 50 frames a second: each read waits ~20 ms
         assert backlog.read(t, t + 0.019) == 0.0
         t += 0.02
+
+
+def test_the_llm_prompt_cache_in_ram_is_bounded_by_the_config(tmp_path):
+    # llama.cpp's own default (8 GiB) let the server grow with every conversation that lost its slot.
+    from openlive.engines.llm.embedded import llama_params
+    from openlive.engines.registry import build_llm
+
+    model = tmp_path / "m.gguf"
+    model.write_bytes(b"GGUF")
+    path = tmp_path / "c.toml"
+    path.write_text(f'[llm.default]\nmodel = "{model}"\nprompt_cache_mib = 64\n')
+    engine = build_llm(load_config(path).llms["default"], tmp_path)
+    assert engine.prompt_cache_mib == 64
+    assert llama_params(model, n_ctx=512, n_parallel=2, n_threads=1, prompt_cache_mib=64).cache_ram_mib == 64
+    assert load_config(None).llms["default"].prompt_cache_mib == 512

@@ -35,7 +35,8 @@ GUIDANCE = ("You are a helpful assistant in a live conversation with the user. W
             "ask about one, or ask if you remember it, answer with the fact itself. " + CAMERA_GUIDANCE)
 
 
-def llama_params(model_path: Path, *, n_ctx: int, n_parallel: int, n_threads: int, verbosity: int = -1) -> Any:
+def llama_params(model_path: Path, *, n_ctx: int, n_parallel: int, n_threads: int, verbosity: int = -1,
+                 prompt_cache_mib: int = 512) -> Any:
     """llama.cpp server settings for one GGUF model in this process (xllamacpp.CommonParams)."""
     import xllamacpp  # heavy native module: imported only when an engine is really used
 
@@ -47,6 +48,8 @@ def llama_params(model_path: Path, *, n_ctx: int, n_parallel: int, n_threads: in
     params.cpuparams.n_threads = n_threads
     params.cpuparams_batch.n_threads = n_threads
     params.cache_prompt = True  # a conversation is a growing prefix: reuse its KV cache
+    # States of prompts that lost their slot, kept in RAM up to this size (least recently used go).
+    params.cache_ram_mib = prompt_cache_mib
     params.verbosity = verbosity
     return params
 
@@ -63,6 +66,7 @@ class EmbeddedLlamaEngine:
         draft_model_path: Path | None = None,
         draft_max: int = 8,
         verbosity: int = -1,
+        prompt_cache_mib: int = 512,
     ) -> None:
         self.name = name
         self.model_path = Path(model_path)
@@ -73,6 +77,7 @@ class EmbeddedLlamaEngine:
         self.draft_model_path = Path(draft_model_path) if draft_model_path is not None else None
         self.draft_max = draft_max
         self.verbosity = verbosity
+        self.prompt_cache_mib = prompt_cache_mib
         self._server: Any = None
         self._client: OpenAICompatEngine | None = None
         self._tool_turns: ToolTurnWriter | None = None
@@ -83,7 +88,8 @@ class EmbeddedLlamaEngine:
         import xllamacpp
 
         params = llama_params(self.model_path, n_ctx=self.n_ctx, n_parallel=self.n_parallel,
-                              n_threads=self.n_threads, verbosity=self.verbosity)
+                              n_threads=self.n_threads, verbosity=self.verbosity,
+                              prompt_cache_mib=self.prompt_cache_mib)
         params.warmup = True
         if self._slot_dir is not None:
             params.slot_save_path = self._slot_dir + os.sep

@@ -80,8 +80,10 @@ class TextTurnModel:
 
         from ..llm.embedded import llama_params
 
-        # One slot with room for a system line and one utterance's words.
-        server = xllamacpp.Server(llama_params(self.model_path, n_ctx=1024, n_parallel=1, n_threads=self.n_threads))
+        # One slot with room for a system line and one utterance's words; one prefix, so no other
+        # prompt states to keep in RAM.
+        server = xllamacpp.Server(llama_params(self.model_path, n_ctx=1024, n_parallel=1, n_threads=self.n_threads,
+                                               prompt_cache_mib=0))
         base = str(server.listening_address).rstrip("/")
         # The model's own chat template, rendered once: what comes before the user's words is the
         # cached prefix; what comes right after them starts with its end-of-message token.
