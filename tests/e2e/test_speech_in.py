@@ -99,6 +99,24 @@ async def test_spoken_question_is_transcribed_and_answered_in_speech(embedded_se
     assert heard.first(has("generation_complete"))
 
 
+async def test_the_llm_starts_in_the_pause_and_nothing_is_heard_before_the_turn_ends(embedded_server):
+    from tests.e2e.test_metrics import sample, scrape
+
+    before = sample(scrape(embedded_server), "openlive_early_replies_total", outcome="used")
+    async with connect(embedded_server, config(temperature=0, max_output_tokens=30), key="k") as session:
+        heard = Collector(session)
+        await stream(session, silence(0.5) + UTTERANCE + silence(END_S))
+        await heard.wait(has("turn_complete"), timeout=90)
+        await heard.close()
+    # The reply's LLM request was the one started in the pause, before the turn ended...
+    assert sample(scrape(embedded_server), "openlive_early_replies_total", outcome="used") >= before + 1
+    # ...and its speech still came only after the user's turn was over and transcribed.
+    heard_at, _ = heard.first(lambda m: bool(m.server_content and m.server_content.input_transcription))
+    spoken_at, _ = heard.first(lambda m: bool(m.data))
+    assert heard_at <= spoken_at
+    assert wer(UTTERANCE_TEXT, heard.input_text()) < 0.2, heard.input_text()
+
+
 async def test_barge_in_stops_the_reply_and_no_interruption_lets_it_finish(scripted_server):
     async with connect(scripted_server, config()) as session:
         heard = Collector(session)
