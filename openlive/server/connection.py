@@ -18,6 +18,12 @@ instead of one session's backlog holding the loop and stalling every other sessi
 been queued up at every read for `BACKLOG_S` is flooding: it is closed with 1008 rather than
 read for minutes.
 
+Yielding before each frame bounds one client's share of a pass of the event loop, not the pass:
+a hundred audio sessions whose frames arrive together (a client process that was descheduled,
+then sends them all) made one pass handle a hundred frames, ~1 ms each, and timers, `/healthz`
+and replies waited 100-300 ms behind them. `Turnstile` ends a pass's frame handling after
+`PASS_BUDGET_S`: the frames still waiting go first in the next pass, after the other work.
+
 What the server holds for a stalled reader is bounded by the transport's write buffer (its high
 water mark, 64 KiB) plus one frame (< 1 MiB): sends wait rather than queue.
 `ws_protocol.py` makes sure that the close to such a client does not wait for the buffer to
@@ -45,6 +51,9 @@ log = logging.getLogger(__name__)
 # can be read (the pace, or the server's own speed): a flood, not a burst. Pacing alone would
 # leave its backlog, and its pongs behind it, unread for minutes.
 BACKLOG_S = 10.0
+
+# How long one pass of the event loop handles client frames before the rest wait for the next.
+PASS_BUDGET_S = 0.02
 
 
 def too_many_frames(rate: float) -> ProtocolError:
@@ -100,6 +109,7 @@ class Connection:
             raise WebSocketDisconnect(message.get("code", 1000), message.get("reason"))
         if self._backlog.read(asked, time.monotonic()) > BACKLOG_S:
             raise too_many_frames(self._pace.rate)
+        await TURNSTILE.enter()
         metrics.frame_received(paced=wait > 0)
         text = message.get("text")
         return text if text is not None else message.get("bytes") or b""
@@ -138,6 +148,38 @@ class FramePace:
         self._at = now
         self._tokens -= 1
         return 0.0 if self._tokens >= 0 else -self._tokens / self.rate
+
+
+class Turnstile:
+    """Lets client frames be handled for at most `budget_s` of each pass of the event loop.
+
+    A pass runs every callback that was ready when it began; a frame that arrives in a pass that
+    has already spent its budget waits (`sleep(0)`) for the next one, where the waiting frames go
+    first, after which timers and new I/O get their turn. At least one frame goes through each
+    pass, so reading never stops."""
+
+    def __init__(self, budget_s: float) -> None:
+        self.budget_s = budget_s
+        self._loop: asyncio.AbstractEventLoop | None = None  # None: no frame handled in this pass yet
+        self._started = 0.0
+
+    async def enter(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            now = time.monotonic()
+            if self._loop is not loop:  # the pass's first frame (or the first on this loop)
+                self._loop, self._started = loop, now
+                loop.call_soon(self._next_pass)  # runs before the frames deferred in this pass
+                return
+            if now - self._started < self.budget_s:
+                return
+            await asyncio.sleep(0)
+
+    def _next_pass(self) -> None:
+        self._loop = None
+
+
+TURNSTILE = Turnstile(PASS_BUDGET_S)
 
 
 class Backlog:

@@ -1,5 +1,6 @@
 """Configuration, model-name resolution and the Live paths the SDKs build."""
 
+import asyncio
 from pathlib import Path
 
 import pytest
@@ -155,6 +156,28 @@ def test_a_backlog_is_frames_waiting_at_every_read_without_a_break():
     for _ in range(1000):  # a microphone at 50 frames a second: each read waits ~20 ms
         assert backlog.read(t, t + 0.019) == 0.0
         t += 0.02
+
+
+@pytest.mark.parametrize("budget_s, most_per_pass", [(0.0, 1), (60.0, 50)])
+async def test_frames_arriving_together_are_handled_over_several_passes_of_the_event_loop(budget_s, most_per_pass):
+    from openlive.server.connection import Turnstile
+
+    gate, handled, seen = Turnstile(budget_s), [0], []
+
+    async def frame() -> None:  # one connection's frame, arrived at the same time as the others'
+        await gate.enter()
+        handled[0] += 1
+
+    def tick() -> None:  # runs once per pass, as a timer or /healthz would get its turn
+        seen.append(handled[0])
+        if handled[0] < 50:
+            asyncio.get_running_loop().call_soon(tick)
+
+    asyncio.get_running_loop().call_soon(tick)
+    await asyncio.gather(*(frame() for _ in range(50)))
+    await asyncio.sleep(0)
+    steps = [b - a for a, b in zip(seen, seen[1:])]
+    assert handled[0] == 50 and max(steps) == most_per_pass, seen
 
 
 def test_the_llm_prompt_cache_in_ram_is_bounded_by_the_config(tmp_path):
