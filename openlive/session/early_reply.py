@@ -72,7 +72,9 @@ class EarlyStart:
                 async for chunk in stream:
                     chunks.put_nowait(chunk)
             finally:
-                await stream.aclose()  # closing the request is what stops the LLM server generating
+                close = getattr(stream, "aclose", None)
+                if close is not None:
+                    await close()  # closing the request is what stops the LLM server generating
         except asyncio.CancelledError:
             raise
         except Exception as exc:  # noqa: BLE001 - the reply that takes this stream meets it there
@@ -91,7 +93,8 @@ class EarlyStart:
         task, chunks = self._task, self._chunks
         self._request = self._task = None
         metrics.early_reply("used")
-        log.info("the reply's LLM request began %.0f ms before the turn ended", (time.monotonic() - self._started) * 1000)
+        log.info("the reply's LLM request began %.0f ms before the turn ended",
+                 (time.monotonic() - self._started) * 1000)
         return self._replay(task, chunks)
 
     async def _replay(self, task: asyncio.Task[None], chunks: asyncio.Queue[Any]) -> AsyncIterator[ChatChunk]:
