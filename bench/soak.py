@@ -2,7 +2,7 @@
 
     .venv/bin/pip install -e '.[bench]'     # matplotlib, for the plot
     .venv/bin/python bench/soak.py [--minutes 30] [--engine embedded|scripted] [--lifetime-s 300]
-        [--out FILE] [--plot FILE]
+        [--prompt-cache-mib N] [--out FILE] [--plot FILE]
 
 One conversation, as a voice agent holds it: the unmodified SDK streams the microphone at
 real-time pace the whole time (speech, then silence), asks a spoken question every few seconds,
@@ -39,8 +39,10 @@ GAP_S = 3.0  # silence between the end of a reply and the next question
 TRIGGER_TOKENS, TARGET_TOKENS = 2000, 1000
 
 
-def config_text(engine: str, lifetime_s: int) -> str:
+def config_text(engine: str, lifetime_s: int, prompt_cache_mib: int | None = None) -> str:
     llm = '[llm.default]\nengine = "scripted"\n\n' if engine == "scripted" else ""
+    if prompt_cache_mib is not None and engine == "embedded":
+        llm = f"[llm.default]\nprompt_cache_mib = {prompt_cache_mib}\n\n"
     return f"{llm}[sessions]\nlifetime_s = {lifetime_s}\ngoaway_lead_s = 30\n"
 
 
@@ -94,10 +96,11 @@ async def one_connection(base: str, handle: str | None, clips: list[tuple[str, b
 async def soak(args: argparse.Namespace) -> dict[str, Any]:
     clips = v2v_clips()
     with tempfile.NamedTemporaryFile("w", suffix=".toml", delete=False) as config:
-        config.write(config_text(args.engine, args.lifetime_s))
+        config.write(config_text(args.engine, args.lifetime_s, args.prompt_cache_mib))
     process, base = start_openlive(args.data_dir, Path(config.name))
     result: dict[str, Any] = {"benchmark": "soak", "machine": machine(), "engine": args.engine,
                               "minutes": args.minutes, "lifetime_s": args.lifetime_s,
+                              "prompt_cache_mib": args.prompt_cache_mib,
                               "compression": {"trigger_tokens": TRIGGER_TOKENS, "target_tokens": TARGET_TOKENS}}
     turns: list[dict[str, Any]] = []
     memory: list[tuple[float, float]] = []
@@ -192,6 +195,8 @@ def main() -> None:
     parser.add_argument("--minutes", type=float, default=30.0)
     parser.add_argument("--engine", choices=("embedded", "scripted"), default="embedded")
     parser.add_argument("--lifetime-s", type=int, default=300)
+    parser.add_argument("--prompt-cache-mib", type=int, default=None,
+                        help="[llm.default] prompt_cache_mib for the embedded LLM (default: the server's)")
     parser.add_argument("--data-dir", type=Path, default=Path("~/.openlive"))
     parser.add_argument("--out", type=Path, default=RESULTS / "soak.json")
     parser.add_argument("--plot", type=Path, default=RESULTS / "soak.png")
