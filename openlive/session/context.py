@@ -291,6 +291,23 @@ class Conversation:
 
     async def fit(self, llm: LLMEngine) -> None:
         """Count what the next turn will read; slide the window or end the session when it is too long."""
+        total = await self._slide(llm)
+        if total > self.policy.window:
+            raise window_exceeded(total, self.policy.window)
+        if self.budget is not None:
+            await self.budget.admit(total)
+
+    async def slide_ahead(self, llm: LLMEngine) -> None:
+        """Slide the window now, as the user starts a turn, rather than when the reply starts: the
+        slid conversation begins differently, so the LLM reads it anew, and it can do that while
+        the user speaks (read_ahead.py) instead of after (2-3 s of a long turn's prompt, measured in
+        bench/soak.py at every compression). Not while a view must be said again before the turn
+        being answered (`_keep_view`): that turn is not there yet."""
+        if not self.view:
+            await self._slide(llm)
+
+    async def _slide(self, llm: LLMEngine) -> int:
+        """Count the conversation; drop old frames, then old turns, past the trigger; the tokens left."""
         for turn in self.history:
             while turn.uncounted:
                 turn.tokens += await count_tokens(llm, turn.uncounted.pop())
@@ -313,10 +330,7 @@ class Conversation:
                          cut, dropped, total - dropped)
                 total -= dropped
                 total += await self._keep_view(llm)
-        if total > policy.window:
-            raise window_exceeded(total, policy.window)
-        if self.budget is not None:
-            await self.budget.admit(total)
+        return total
 
     async def _keep_view(self, llm: LLMEngine) -> int:
         """The window dropped the turn that said what is in view while the view stayed the same: say it

@@ -9,7 +9,7 @@ the server's prompt cache then holds it, and the reply's own request, which star
 reads only the user's words.
 
     note seen ──► opening changed ──► warm(history + opening) ──► prompt cache
-    user starts speaking ──────────► warm(history) ──────────────► prompt cache
+    user starts speaking ──► slide the window ──► warm(history) ──► prompt cache
     turn ends ──► settle(): a warm in flight finishes (its work is the reply's) ──► the reply
 
 The same while a reply waits for its tool calls' results: the conversation so far (the call
@@ -36,6 +36,7 @@ log = logging.getLogger(__name__)
 class ReadAhead:
     def __init__(self, *, llm: LLMEngine, conversation: Conversation, params: SamplingParams,
                  busy: Callable[[], bool], min_gap_s: float = 1.0, max_settle_s: float = 2.0) -> None:
+        self._llm = llm
         self._warm = getattr(llm, "warm", None)
         self.conversation = conversation
         self.params = params
@@ -91,10 +92,11 @@ class ReadAhead:
             history = self.conversation.history
             if text and history and history[-1].role == "user":
                 continue  # a user turn waits for its reply: the opening is no longer what comes next
-            request = self.conversation.chat_request(self.params, notes=text)
             self._reading = True
             try:
-                await self._warm(request)
+                if not text and not during_reply:  # as the next turn will find it: slid now if it must be
+                    await self.conversation.slide_ahead(self._llm)
+                await self._warm(self.conversation.chat_request(self.params, notes=text))
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # noqa: BLE001 - the reply reads it all itself: slower, not wrong

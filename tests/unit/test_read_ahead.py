@@ -98,3 +98,46 @@ async def test_speech_starting_reads_the_conversation_so_far_but_not_over_a_want
         await asyncio.sleep(0.01)
     assert llm.read[1].messages[-1].content.startswith("[camera]")
     await ahead.aclose()
+
+
+async def test_a_window_due_to_slide_slides_when_the_user_starts_and_is_read_ahead_slid() -> None:
+    # Sliding at the reply's start changed the prompt's beginning after the user had finished:
+    # the LLM then read the whole slid conversation while the user waited (2-3 s in the soak).
+    from openlive.session.context import ContextPolicy, Conversation
+    from openlive.session.read_ahead import ReadAhead
+
+    class Reader:
+        name = "reader"
+
+        def __init__(self) -> None:
+            self.read: list[ChatRequest] = []
+
+        async def warm(self, request: ChatRequest) -> None:
+            self.read.append(request)
+
+        async def count_tokens(self, text: str) -> int:
+            return len(text.split())
+
+    llm = Reader()
+    policy = ContextPolicy(window=4000, trigger=200, target=100)
+    conversation = Conversation(system_instruction="Be brief.", tools=None, policy=policy, modality="TEXT",
+                                language=None)
+    for i in range(12):
+        conversation.append("user", f"question {i} " + "word " * 10)
+        conversation.append("model", f"answer {i} " + "word " * 10)
+    ahead = ReadAhead(llm=llm, conversation=conversation, params=SamplingParams(), busy=lambda: False, min_gap_s=0.0)
+    ahead.user_started()
+    for _ in range(200):
+        if llm.read:
+            break
+        await asyncio.sleep(0.01)
+    assert len(conversation.history) < 24  # slid before the user's words arrived
+    read = llm.read[0].messages
+    assert read[1].content.startswith("question")  # a slid window starts with a user turn
+    conversation.append("user", "and now?")
+    kept = len(conversation.history)
+    await conversation.fit(llm)
+    assert len(conversation.history) == kept  # nothing more to slide when the reply starts
+    # The reply's request begins with exactly what was read ahead.
+    assert conversation.chat_request(SamplingParams()).messages[:len(read)] == read
+    await ahead.aclose()
