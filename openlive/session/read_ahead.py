@@ -35,7 +35,7 @@ log = logging.getLogger(__name__)
 
 class ReadAhead:
     def __init__(self, *, llm: LLMEngine, conversation: Conversation, params: SamplingParams,
-                 busy: Callable[[], bool], min_gap_s: float = 1.0, max_settle_s: float = 2.0) -> None:
+                 busy: Callable[[], bool], min_gap_s: float = 1.0, max_settle_s: float = 10.0) -> None:
         self._llm = llm
         self._warm = getattr(llm, "warm", None)
         self.conversation = conversation
@@ -112,6 +112,9 @@ class ReadAhead:
         if task is None or task.done():
             return
         if self._reading:
+            # Waited out, not cut short: llama.cpp reads a prompt in one batch it cannot stop, so
+            # a cancelled read still costs its time, and the reply would then read it all again
+            # (a slid window's ~1,000 tokens: twice ~3 s). max_settle_s only guards a stuck server.
             await asyncio.wait({task}, timeout=self.max_settle_s)
         if not task.done():
             task.cancel()
