@@ -7,6 +7,8 @@ from pathlib import Path
 
 from openlive.engines.llm.base import SPOKEN_GUIDANCE, ChatMessage, ChatRequest, Finished, SamplingParams
 from openlive.engines.llm.embedded import EmbeddedLlamaEngine
+from openlive.session.context import ContextPolicy, Conversation
+from openlive.session.read_ahead import ReadAhead
 from tests.support.require import require
 
 
@@ -64,18 +66,30 @@ async def test_sessions_that_start_at_once_each_find_the_shared_prefix_in_their_
         assert result.cached_tokens >= shared - 4, (shared, results)
 
 
+class Reader:
+    """An engine that reads ahead (`warm`) and counts words as tokens, remembering what it read."""
+
+    name = "reader"
+
+    def __init__(self) -> None:
+        self.read: list[ChatRequest] = []
+
+    async def warm(self, request: ChatRequest) -> None:
+        self.read.append(request)
+
+    async def count_tokens(self, text: str) -> int:
+        return len(text.split())
+
+
+async def has_read(llm: Reader, count: int) -> None:
+    for _ in range(2000):
+        if len(llm.read) >= count:
+            return
+        await asyncio.sleep(0.01)
+    raise AssertionError(f"read {len(llm.read)} times, expected {count}")
+
+
 async def test_speech_starting_reads_the_conversation_so_far_but_not_over_a_wanted_opening() -> None:
-    from openlive.session.context import ContextPolicy, Conversation
-    from openlive.session.read_ahead import ReadAhead
-
-    class Reader:
-        name = "reader"
-
-        def __init__(self) -> None:
-            self.read: list[ChatRequest] = []
-
-        async def warm(self, request: ChatRequest) -> None:
-            self.read.append(request)
 
     llm = Reader()
     conversation = Conversation(system_instruction="You are a ship's cook.", tools=None,
@@ -84,18 +98,12 @@ async def test_speech_starting_reads_the_conversation_so_far_but_not_over_a_want
     conversation.append("model", "Fish stew.")
     ahead = ReadAhead(llm=llm, conversation=conversation, params=SamplingParams(), busy=lambda: False, min_gap_s=0.0)
     ahead.user_started()
-    for _ in range(200):
-        if llm.read:
-            break
-        await asyncio.sleep(0.01)
+    await has_read(llm, 1)
     assert [m.content for m in llm.read[0].messages[1:]] == ["What is for dinner?", "Fish stew."]
     assert "ship's cook" in llm.read[0].messages[0].content
     ahead.opening("[camera] The frame shows the text: 'GALLEY'.")
     ahead.user_started()  # the opening covers the conversation so far, and more
-    for _ in range(200):
-        if len(llm.read) == 2:
-            break
-        await asyncio.sleep(0.01)
+    await has_read(llm, 2)
     assert llm.read[1].messages[-1].content.startswith("[camera]")
     await ahead.aclose()
 
@@ -103,20 +111,6 @@ async def test_speech_starting_reads_the_conversation_so_far_but_not_over_a_want
 async def test_a_window_due_to_slide_slides_when_the_user_starts_and_is_read_ahead_slid() -> None:
     # Sliding at the reply's start changed the prompt's beginning after the user had finished:
     # the LLM then read the whole slid conversation while the user waited (2-3 s in the soak).
-    from openlive.session.context import ContextPolicy, Conversation
-    from openlive.session.read_ahead import ReadAhead
-
-    class Reader:
-        name = "reader"
-
-        def __init__(self) -> None:
-            self.read: list[ChatRequest] = []
-
-        async def warm(self, request: ChatRequest) -> None:
-            self.read.append(request)
-
-        async def count_tokens(self, text: str) -> int:
-            return len(text.split())
 
     llm = Reader()
     policy = ContextPolicy(window=4000, trigger=200, target=100)
@@ -127,10 +121,7 @@ async def test_a_window_due_to_slide_slides_when_the_user_starts_and_is_read_ahe
         conversation.append("model", f"answer {i} " + "word " * 10)
     ahead = ReadAhead(llm=llm, conversation=conversation, params=SamplingParams(), busy=lambda: False, min_gap_s=0.0)
     ahead.user_started()
-    for _ in range(200):
-        if llm.read:
-            break
-        await asyncio.sleep(0.01)
+    await has_read(llm, 1)
     assert len(conversation.history) < 24  # slid before the user's words arrived
     read = llm.read[0].messages
     assert read[1].content.startswith("question")  # a slid window starts with a user turn
