@@ -7,8 +7,9 @@ from typing import Any
 
 from .config import Config, ModelEntry
 
-# "models/x", "publishers/google/models/x", "projects/p/locations/l/publishers/google/models/x"
-_PREFIX = re.compile(r"^(?:projects/[^/]+/locations/[^/]+/)?(?:publishers/[^/]+/)?models/")
+# "models/x", "publishers/google/models/x", "projects/p/locations/l/publishers/google/models/x",
+# and Firebase AI Logic's Google AI form "projects/p/models/x"
+_PREFIX = re.compile(r"^(?:projects/[^/]+/(?:locations/[^/]+/)?)?(?:publishers/[^/]+/)?models/")
 
 
 def bare_model_id(name: str) -> str:

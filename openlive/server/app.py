@@ -1,8 +1,8 @@
 """The transport: routes, auth, WebSocket framing and the REST side-doors. No conversation logic.
 
 Every path the SDKs build is accepted: the Gemini API path with any version token, the Vertex
-`LlmBidiService/BidiGenerateContent` path, leading `//` (the JS SDK always sends one) and any
-prefix before `/ws/` (a reverse proxy's, or a base URL with a path).
+`LlmBidiService/BidiGenerateContent` path, Firebase AI Logic's two paths, leading `//` (the JS
+SDK always sends one) and any prefix before `/ws/` (a reverse proxy's, or a base URL with a path).
 """
 
 from __future__ import annotations
@@ -52,6 +52,10 @@ _LIVE_PATH = re.compile(
     r"/ws/google\.(?:"
     r"ai\.generativelanguage\.(?P<gemini_version>v\w+)\.GenerativeService\.(?P<method>BidiGenerateContent(?:Constrained)?)"
     r"|cloud\.aiplatform\.(?P<vertex_version>v\w+)\.LlmBidiService/BidiGenerateContent"
+    # Firebase AI Logic (its Web SDK): the Google AI backend, and the Vertex ("Agent Platform")
+    # backend, which names its location in the path.
+    r"|firebase\.vertexai\.(?P<firebase_version>v\w+)\.(?:GenerativeService/BidiGenerateContent"
+    r"|(?P<firebase_vertex>LlmBidiService)/BidiGenerateContent/locations/[\w-]+)"
     r")$"
 )
 _AUTH_TOKENS_PATH = re.compile(r"/(?P<version>v\d\w*)/auth_tokens$")
@@ -86,6 +90,8 @@ def match_live_path(path: str) -> LiveRoute | None:
         return None
     if m["vertex_version"]:
         return LiveRoute(m["vertex_version"], vertex=True, constrained=False)
+    if m["firebase_version"]:
+        return LiveRoute(m["firebase_version"], vertex=bool(m["firebase_vertex"]), constrained=False)
     return LiveRoute(m["gemini_version"], vertex=False, constrained=m["method"].endswith("Constrained"))
 
 

@@ -23,6 +23,10 @@ def clean_env(monkeypatch):
     ("/proxy/gemini//ws/google.ai.generativelanguage.v1alpha.GenerativeService.BidiGenerateContentConstrained",
      "v1alpha", False, True),
     ("/ws/google.cloud.aiplatform.v1beta1.LlmBidiService/BidiGenerateContent", "v1beta1", True, False),
+    # Firebase AI Logic's Web SDK: Google AI backend, then Vertex (Agent Platform) with its location
+    ("/ws/google.firebase.vertexai.v1beta.GenerativeService/BidiGenerateContent", "v1beta", False, False),
+    ("/ws/google.firebase.vertexai.v1beta.LlmBidiService/BidiGenerateContent/locations/europe-west4",
+     "v1beta", True, False),
 ])
 def test_every_sdk_path_is_routed(path, version, vertex, constrained):
     route = match_live_path(path)
@@ -30,6 +34,7 @@ def test_every_sdk_path_is_routed(path, version, vertex, constrained):
 
 
 @pytest.mark.parametrize("path", ["/ws/google.ai.generativelanguage.v1.GenerativeService.GenerateContent",
+                                  "/ws/google.firebase.vertexai.v1beta.LlmBidiService/BidiGenerateContent/locations/",
                                   "/ws/google.ai.generativelanguage.v1.GenerativeService.BidiGenerateContentX", "/"])
 def test_other_paths_are_not(path):
     assert match_live_path(path) is None
@@ -37,7 +42,8 @@ def test_other_paths_are_not(path):
 
 @pytest.mark.parametrize("name", ["gemini-live-2.5-flash-preview", "models/gemini-live-2.5-flash-preview",
                                   "publishers/google/models/gemini-live-2.5-flash-preview",
-                                  "projects/p/locations/us-central1/publishers/google/models/gemini-live-2.5-flash-preview"])
+                                  "projects/p/locations/us-central1/publishers/google/models/gemini-live-2.5-flash-preview",
+                                  "projects/my-firebase-project/models/gemini-live-2.5-flash-preview"])
 def test_model_names_resolve_with_any_prefix(name):
     assert bare_model_id(name) == "gemini-live-2.5-flash-preview"
     assert resolve_model(load_config(), name).llm == "default"
