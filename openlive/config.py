@@ -39,6 +39,10 @@ Engines and model names are rows in tables the user extends; nothing is chosen b
     [models]                         # Live API model names -> LLM engine name
     "gemini-live-2.5-flash-preview" = "big"
     "my-agent" = { llm = "default", display_name = "My agent" }
+
+    [generations]                    # which Gemini generation's wire behaviour a model name gets
+    "my-agent*" = "2.x"              # glob over the bare name; "2.x" or "3.x"
+    default = "3.x"                  # names with no version in them (default 3.x)
 """
 
 from __future__ import annotations
@@ -67,6 +71,7 @@ BUILTIN_MODEL_NAMES: tuple[str, ...] = (
 )
 
 LLM_ENGINE_KINDS = ("embedded", "openai", "scripted")
+GENERATION_NAMES = ("2.x", "3.x")  # session/generation.py
 VOICE_ENGINE_KINDS = ("piper", "espeak", "openai")
 
 
@@ -307,6 +312,8 @@ class Config:
     log_format: str = "text"
     llms: dict[str, LLMConfig] = field(default_factory=lambda: {"default": LLMConfig("default")})
     models: dict[str, ModelEntry] = field(default_factory=dict)
+    # [generations]: glob over a bare model name (or "default") -> "2.x" / "3.x" (session/generation.py)
+    generations: dict[str, str] = field(default_factory=dict)
     voices: dict[str, VoiceConfig] = field(default_factory=dict)
     speech: SpeechConfig = field(default_factory=SpeechConfig)
     asr: ASRConfig = field(default_factory=ASRConfig)
@@ -494,14 +501,14 @@ def load_config(path: Path | None = None, **overrides: Any) -> Config:
             data = loads_toml(Path(path).expanduser().read_text(encoding="utf-8"))
         except (OSError, tomllib.TOMLDecodeError, JSONLimitError) as exc:
             raise ConfigError(f"cannot read config {path}: {exc}") from exc
-    unknown = set(data) - {"server", "llm", "models", "voices", "speech", "asr", "turn", "search", "code",
-                           "vision", "sessions", "limits", "store"}
+    unknown = set(data) - {"server", "llm", "models", "generations", "voices", "speech", "asr", "turn", "search",
+                           "code", "vision", "sessions", "limits", "store"}
     if unknown:
         raise ConfigError(f"unknown section(s) in {path}: {', '.join(sorted(unknown))}")
     server = dict(data.get("server", {}))
     allowed_server = {f for f in Config.__dataclass_fields__
-                      if f not in ("llms", "models", "voices", "speech", "asr", "turn", "search", "code", "vision",
-                                   "sessions", "limits", "store")}
+                      if f not in ("llms", "models", "generations", "voices", "speech", "asr", "turn", "search",
+                                   "code", "vision", "sessions", "limits", "store")}
     unknown = set(server) - allowed_server
     if unknown:
         raise ConfigError(f"[server]: unknown setting(s) {', '.join(sorted(unknown))}")
@@ -513,6 +520,11 @@ def load_config(path: Path | None = None, **overrides: Any) -> Config:
     llms = {"default": LLMConfig("default")}
     llms.update({name: _llm_from_table(name, table) for name, table in data.get("llm", {}).items()})
     models = {name: _model_from_value(name, value) for name, value in data.get("models", {}).items()}
+    generations = dict(data.get("generations", {}))
+    bad = {k: v for k, v in generations.items() if v not in GENERATION_NAMES}
+    if bad:
+        raise ConfigError(f"[generations]: {', '.join(f'{k!r} = {v!r}' for k, v in bad.items())}: "
+                          f"a generation is one of {', '.join(GENERATION_NAMES)}")
     voices = {name: _table(VoiceConfig, f"voices.{name}", {**_voice_base(name), **table}, name=name)
               for name, table in data.get("voices", {}).items()}
     speech = _table(SpeechConfig, "speech", data.get("speech", {}))
@@ -530,8 +542,9 @@ def load_config(path: Path | None = None, **overrides: Any) -> Config:
     if store_table.get("path"):
         store_table["path"] = Path(store_table["path"]).expanduser()
     store = _table(StoreConfig, "store", store_table)
-    config = Config(**server, llms=llms, models=models, voices=voices, speech=speech, asr=asr, turn=turn, search=search,
-                    code=code, vision=vision, sessions=sessions, limits=limits, store=store)
+    config = Config(**server, llms=llms, models=models, generations=generations, voices=voices, speech=speech,
+                    asr=asr, turn=turn, search=search, code=code, vision=vision, sessions=sessions, limits=limits,
+                    store=store)
 
     env_keys = tuple(k.strip() for k in os.environ.get("OPENLIVE_API_KEYS", "").split(",") if k.strip())
     llm_model = overrides.pop("llm_model", None)

@@ -375,10 +375,6 @@ class OpenLiveApp:
         if not await self.engines.wait_ready(self.config.ready_timeout_s):
             raise unavailable()
         admission.deadline = self._deadline(grant[0] if grant else None)
-        # Which key, token or handle: by fingerprint only, never the secret itself.
-        log.info("setup model=%s llm=%s api=%s%s credential=%s%s", setup.model, entry.llm, route.api_version,
-                 " vertex" if route.vertex else "", ("token:" if grant else "") + fingerprint(credential),
-                 f" resumed handle={fingerprint(handle)}" if resumed else "")
         persistence = Persistence(self.store, admission.owner, self.config.sessions.resumption_ttl_s)
         session = LiveSession(setup, llm=self.engines.llms[entry.llm], send=conn.send, session_id=session_id,
                               voices=self.engines.voices, speech=self.config.speech, asr=self.engines.asr,
@@ -387,7 +383,12 @@ class OpenLiveApp:
                               persistence=persistence, budget=self.limits.budget(admission.owner), resumed=resumed,
                               turn_model=self.engines.turn_model, text_turn_model=self.engines.text_turn_model,
                               turn_policy=self._turn_policy, vision=self.engines.vision,
-                              frame_limits=self.engines.frame_limits)
+                              frame_limits=self.engines.frame_limits, generations=self.config.generations)
+        # Which key, token or handle: by fingerprint only, never the secret itself.
+        log.info("setup model=%s (%s) llm=%s api=%s%s credential=%s%s", setup.model,
+                 session.options.generation.name, entry.llm, route.api_version,
+                 " vertex" if route.vertex else "", ("token:" if grant else "") + fingerprint(credential),
+                 f" resumed handle={fingerprint(handle)}" if resumed else "")
         await session.start()
         return session
 

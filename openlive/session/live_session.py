@@ -24,7 +24,7 @@ import asyncio
 import logging
 import time
 import uuid
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Mapping
 from typing import TYPE_CHECKING, Any
 
 from ..config import SpeechConfig
@@ -84,12 +84,13 @@ class LiveSession:
         turn_policy: EndOfTurnPolicy | None = None,
         vision: SharedVision | None = None,
         frame_limits: FrameLimits | None = None,
+        generations: Mapping[str, str] | None = None,
     ) -> None:
         self.setup = setup
         self.llm = llm
         self._send = send
         self.session_id = session_id or uuid.uuid4().hex
-        self.options = SessionOptions.from_setup(setup)
+        self.options = SessionOptions.from_setup(setup, generations)
         self.voices = voices
         self.conversation = Conversation(
             system_instruction=setup.system_instruction.text() if setup.system_instruction else "",
@@ -120,8 +121,9 @@ class LiveSession:
                                 policy=turn_policy)
         self._user_turns: set[asyncio.Task[None]] = set()
         self._closing = False
-        # With historyConfig.initialHistoryInClientContent, clientContent is history until its turnComplete.
-        self._taking_history = self.options.initial_history
+        # With historyConfig.initialHistoryInClientContent, clientContent is history until its
+        # turnComplete (3.x); 2.x models have no historyConfig and answer a seed's turnComplete.
+        self._taking_history = self.options.initial_history and not self.options.generation.answers_seed
         # Set when the session must end: the transport closes with this error's code and reason.
         self.failure: asyncio.Future[ProtocolError] = asyncio.get_running_loop().create_future()
         if resumed is not None:
@@ -134,6 +136,12 @@ class LiveSession:
             self.replies.voice = self._choose_voice()
         await self._send(sm.setup_complete(self.session_id))
         self.checkpoints.request()  # a handle from the start: even a silent session can be resumed
+        if self.conversation.system_instruction or self.conversation.tools or self.conversation.history:
+            # The session's own opening (instruction, tools, a resumed conversation) is read now,
+            # while the user has yet to speak: read cold with the first question, a framework's
+            # tool declarations cost the 1.5B ~7 s on 2 cores, past the frameworks' 5 s budget.
+            # The shared guidance alone is already cached in every slot (engines/llm/embedded.py).
+            self.read_ahead.user_started()
 
     def _choose_voice(self) -> TTSVoice:
         if self.voices is None:
@@ -204,6 +212,10 @@ class LiveSession:
         await self.replies.interrupt()
         for content in event.turns:
             text = content.text()
+            if content.role == "user" and text.strip() == "." and self._unanswered():
+                # A placeholder, not words: LiveKit's generate_reply on 2.x models sends a user
+                # turn "." to make the model answer what the user already said.
+                continue
             if content.role == "system":
                 # A new system instruction mid-session, sent as a system turn: from the next turn on.
                 self.conversation.update(system_instruction=text, defer=self.replying)
@@ -244,15 +256,16 @@ class LiveSession:
                 await turns.audio(blob.data, pcm_rate(blob.mime_type))
         if event.video is not None:
             self.camera.frame(event.video.data, event.video.mime_type)
-        if event.text is not None and event.text.strip():
+        if event.text is not None and not self.options.generation.is_trigger(event.text):
             if self.options.barge_in:
                 await self.replies.interrupt()
             self.spawn(self.take_user_turn(event.text, ended_at=time.monotonic()))
         elif event.text is not None and not self.busy and self._unanswered():
-            # Whitespace alone is no user turn, and never interrupts: 3.x clients (Pipecat) send
-            # realtimeInput.text " " right after clientContent, as the trigger 3.x models want to
-            # run inference. With nothing running and the user's content unanswered (initial
-            # history, which gets no reply by itself), it starts the reply to that content.
+            # A trigger is no user turn, and never interrupts: 3.x clients send realtimeInput.text
+            # " " (Pipecat) or "." (ADK, after replaying history) right after clientContent, as
+            # the nudge 3.x models want to run inference. With nothing running and the user's
+            # content unanswered (initial history gets no reply by itself), it starts the reply
+            # to that content; otherwise it is nothing.
             self.camera.into_turn()
             self._start_reply(turn_ended_at=time.monotonic())
         if event.audio_stream_end:

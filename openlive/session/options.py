@@ -1,13 +1,14 @@
 """What setup asked for, read once so the hot path never re-walks the setup message.
 
 Owns: the session's fixed choices (response modality, sampling, voice and language,
-transcription switches, activity detection, barge-in, turn coverage). Touches nothing: it is
+transcription switches, activity detection, barge-in, turn coverage, the model generation). Touches nothing: it is
 built from a `Setup` and read by the other rooms. The instruction and tools are not here: a
 `contextUpdate` can change them, so they belong to the conversation context (`context.py`).
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -15,6 +16,7 @@ from ..engines.llm.base import SamplingParams
 from ..protocol.errors import invalid_argument
 from ..protocol.messages import Setup
 from .activity import ActivityParams
+from .generation import GEN_3, Generation, generation_for
 from .languages import canonical_language
 
 
@@ -37,9 +39,11 @@ class SessionOptions:
     # historyConfig.initialHistoryInClientContent: the first clientContent turns, up to the one with
     # turnComplete, are history to take in without replying (3.x clients send their chat context so).
     initial_history: bool = False
+    # Which Gemini generation's wire behaviour the session follows, from the model it named.
+    generation: Generation = GEN_3
 
     @classmethod
-    def from_setup(cls, setup: Setup) -> "SessionOptions":
+    def from_setup(cls, setup: Setup, generations: Mapping[str, str] | None = None) -> "SessionOptions":
         gen = setup.generation_config
         modalities = [m for m in (gen.response_modalities if gen and gen.response_modalities else []) if m != "MODALITY_UNSPECIFIED"]
         if len(modalities) > 1:
@@ -86,6 +90,7 @@ class SessionOptions:
             media_resolution=gen.media_resolution if gen is not None else None,
             vad_signals=bool(setup.explicit_vad_signal or (realtime and realtime.explicit_vad_signal)),
             initial_history=_initial_history(setup.history_config),
+            generation=generation_for(setup.model, generations),
         )
 
 

@@ -70,6 +70,11 @@ class ReplyRecord:
         if self.first_token_s is None:
             self.first_token_s = seconds
 
+    def restart_usage(self) -> None:
+        """The turn so far was completed (and counted) on the wire; count the next one afresh."""
+        self.prompt_tokens = self.completion_tokens = self.cached_tokens = self.audio_bytes = 0
+        self.counted = False
+
     def add_usage(self, finished: Finished) -> None:
         # Tool rounds re-read the conversation: the turn's prompt is its largest, outputs add up.
         self.prompt_tokens = max(self.prompt_tokens, finished.prompt_tokens)
@@ -159,7 +164,10 @@ class Replies:
                     continue
                 reply.tools_used.add(key)
                 # After starting a NON_BLOCKING call the model talks on, but does not call again.
-                allow_tools = await self.tool_calls.use(decision, reply.grounding)
+                allow_tools = await self.tool_calls.use(
+                    decision, reply.grounding,
+                    calls_out=(lambda: self._end_turn_at_call(reply)) if self.options.generation.tool_call_ends_turn
+                    else None)
                 # The next round answers with this function's results: small models asked for it again
                 # (a whole wasted round, ~1 s on 2 cores) about half the time when they could.
                 reply.just_answered = frozenset({decision.tool}) & frozenset(self.conversation.tools.functions)
@@ -191,13 +199,22 @@ class Replies:
         # The handle for the state that includes this turn, before its turnComplete: a client
         # reading turn by turn (the SDK's receive()) gets it within the turn.
         await self._before_turn_complete()
+        # The last await of a reply: once the client has turnComplete, nothing of this turn is left
+        # running for its next message to interrupt.
+        await self._turn_complete(reply)
+        metrics.turn_ended("complete")
+
+    async def _turn_complete(self, reply: ReplyRecord) -> None:
         usage = self._usage(reply) or self._cut_usage(reply)
         if self.conversation.budget is not None:
             await self.conversation.budget.spend(usage.response_tokens)
-        # The last await of a reply: once the client has turnComplete, nothing of this turn is left
-        # running for its next message to interrupt.
         await self._send(sm.turn_complete(usage))
-        metrics.turn_ended("complete")
+
+    async def _end_turn_at_call(self, reply: ReplyRecord) -> None:
+        """2.x models end their turn with a toolCall (ADK runs the tool only on that turnComplete);
+        the reply after the toolResponse is a turn of its own, with its own usage."""
+        await self._turn_complete(reply)
+        reply.restart_usage()
 
     def _said(self, reply: ReplyRecord) -> str:
         return " ".join(reply.sent) if self.voice else "".join(reply.sent)

@@ -19,7 +19,7 @@ import json
 import logging
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -71,8 +71,10 @@ class ToolCalls:
 
     # ------------------------------------------------------------------ carrying out a decision
 
-    async def use(self, decision: Decision, grounding: Grounding) -> bool:
-        """Carry out one tool decision and put its result in history; False: talk on without tools."""
+    async def use(self, decision: Decision, grounding: Grounding,
+                  calls_out: Callable[[], Awaitable[None]] | None = None) -> bool:
+        """Carry out one tool decision and put its result in history; False: talk on without tools.
+        `calls_out`: run once a blocking `toolCall` is on the wire, before its answers are awaited."""
         tools = self.conversation.tools
         if decision.tool == RUN_PYTHON and tools.code_execution:
             await self._run_code(str(decision.args.get("code", "")))
@@ -100,6 +102,8 @@ class ToolCalls:
         waiters = {c["id"]: loop.create_future() for c in calls}
         self._pending.update(waiters)
         await self._send(sm.tool_call(calls))
+        if calls_out is not None:
+            await calls_out()
         self._waiting()
         try:
             # Generation pauses until the client has answered every call, matched by id.
