@@ -117,18 +117,24 @@ async def text_turn(session: Any, text: str, outcome: Outcome, timeout: float) -
     pieces: list[str] = []
 
     async def gather() -> None:
-        async for message in session.receive():
-            content = message.server_content
-            if content and content.model_turn and content.model_turn.parts:
-                pieces.extend(p.text for p in content.model_turn.parts if p.text and not p.thought)
-            if message.tool_call:
-                calls = message.tool_call.function_calls or []
-                outcome.tool_calls.append([(c.name or "", dict(c.args or {})) for c in calls])
-                if len(outcome.tool_calls) > MAX_TOOL_ROUNDS:
-                    raise RuntimeError(f"more than {MAX_TOOL_ROUNDS} toolCalls in one turn")
-                if calls:
-                    await session.send_tool_response(function_responses=[types.FunctionResponse(
-                        id=c.id, name=c.name, response=weather_result(dict(c.args or {}))) for c in calls])
+        # A 2.x model ends its turn with a toolCall: its answer to the result is the next turn.
+        answer_owed = True
+        while answer_owed:
+            answer_owed = False
+            async for message in session.receive():
+                content = message.server_content
+                if content and content.model_turn and content.model_turn.parts:
+                    answer_owed = False
+                    pieces.extend(p.text for p in content.model_turn.parts if p.text and not p.thought)
+                if message.tool_call:
+                    calls = message.tool_call.function_calls or []
+                    outcome.tool_calls.append([(c.name or "", dict(c.args or {})) for c in calls])
+                    if len(outcome.tool_calls) > MAX_TOOL_ROUNDS:
+                        raise RuntimeError(f"more than {MAX_TOOL_ROUNDS} toolCalls in one turn")
+                    if calls:
+                        answer_owed = True
+                        await session.send_tool_response(function_responses=[types.FunctionResponse(
+                            id=c.id, name=c.name, response=weather_result(dict(c.args or {}))) for c in calls])
 
     try:
         await asyncio.wait_for(gather(), timeout)

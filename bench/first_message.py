@@ -169,6 +169,8 @@ async def first_message(base: str, mode: str, question: str, timeout: float, *, 
                             row["called_right"] = bool(set(names) & WEATHER_FUNCTIONS)
                             return row
                     if content and content.turn_complete:
+                        if first is None and mode == "tool_result":
+                            continue  # a 2.x model ends its turn with the toolCall; the answer is the next
                         return row
 
 
