@@ -13,6 +13,7 @@ from google.genai import types
 
 from tests.e2e.test_speech_in import Collector, has, silence, stream
 from tests.support.audio import pause_after_words, speak_16k
+from tests.support.turns import turn_messages
 
 pytestmark = pytest.mark.e2e
 
@@ -40,7 +41,7 @@ def client_for(server, *, vertex: bool = False) -> genai.Client:
 async def text_turn(session, text: str) -> tuple[str, list[types.FunctionCall]]:
     await session.send_client_content(turns=types.Content(role="user", parts=[types.Part(text=text)]))
     reply, calls = "", []
-    async for message in session.receive():
+    async for message in turn_messages(session):
         if message.tool_call:
             calls += message.tool_call.function_calls
             await session.send_tool_response(function_responses=[types.FunctionResponse(

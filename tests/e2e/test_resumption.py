@@ -20,6 +20,7 @@ from google.genai import errors, types
 from tests.support.audio import read_wav_16k
 from tests.support.redis_server import redis_server
 from tests.support.scripts import ECHO_INSTRUCTION, RECALL_NAME
+from tests.support.turns import turn_messages
 from tests.support.wer import wer
 
 from .conftest import ServerProcess
@@ -138,7 +139,7 @@ async def test_resumable_false_while_a_tool_call_is_in_flight(scripted):
         await first_handle(session)
         await session.send_client_content(turns=types.Content(role="user", parts=[types.Part(text="weather?")]))
         updates = []
-        async for message in session.receive():
+        async for message in turn_messages(session):
             if message.session_resumption_update:
                 updates.append(message.session_resumption_update)
             if message.tool_call:
@@ -313,7 +314,7 @@ async def test_context_update_changes_instruction_and_tools_from_the_next_turn(s
                                     tools=[types.Tool(function_declarations=[weather])])
         assert (await say(s, "What is your instruction?"))[0].startswith("I was told: You are a pirate.")
         await s.send_client_content(turns=types.Content(role="user", parts=[types.Part(text="weather in Paris?")]))
-        async for message in s.receive():
+        async for message in turn_messages(s):
             if message.tool_call:
                 call = message.tool_call.function_calls[0]
                 assert (call.name, call.args) == ("get_weather", {"city": "Paris"})
