@@ -140,4 +140,4 @@ path = "{tmp_path / 'state.sqlite3'}"
     assert "access_token=[REDACTED]" in log
     assert re.search(r'"GET /v1beta/models\?key=\[REDACTED\] HTTP/1.1" 200', log)
     assert "[REDACTED]]" not in log  # each value is cut once, however many nets it passes
-    assert re.search(r"setup model=\S+ llm=default api=\w+ credential=[0-9a-f]{4} resumed handle=[0-9a-f]{4}", log)
+    assert re.search(r"setup model=\S+ \([23]\.x\) llm=default api=\w+ credential=[0-9a-f]{4} resumed handle=[0-9a-f]{4}", log)
