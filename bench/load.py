@@ -335,7 +335,8 @@ async def talking_phase(base: str, pid: int, cafile: str, n: int, clips: list[tu
 # 3. One connection flooding tiny frames.
 
 async def flood_phase(base: str, cafile: str, seconds: float) -> dict[str, Any]:
-    """Tiny frames as fast as the SDK sends them for `seconds`, then wait (up to 30 s) for the server to end it."""
+    """Tiny frames as fast as the SDK sends them for `seconds`, then wait (up to 30 s) for anything that ends it
+    (nothing should: a flood is slowed by backpressure, not closed)."""
     from google.genai import types
 
     sent, ended = 0, "still open"

@@ -305,9 +305,11 @@ class Config:
     # A client that has not taken a server frame in this long has stopped reading: its session is
     # closed, rather than held with its replies queued (memory) and its engines' work blocked.
     send_timeout_s: float = 10.0
-    # Client frames a connection may send a second on average (a second's worth at once): past
-    # it, reading waits (TCP backpressure). Microphones send 10-100; video 1-2.
-    max_frames_per_s: float = 500.0
+    # A cap on the client frames a connection is read a second on average (a second's worth at
+    # once); 0, the default, is no cap. Past it, reading waits (TCP backpressure); nothing is
+    # closed or dropped. Without a cap a client is read as fast as its session handles frames
+    # (Firebase's Web SDK sends ~375 audio frames a second; a recording may be streamed faster).
+    max_frames_per_s: float = 0.0
     log_level: str = "INFO"
     log_format: str = "text"
     llms: dict[str, LLMConfig] = field(default_factory=lambda: {"default": LLMConfig("default")})
@@ -400,10 +402,10 @@ class Config:
             raise ConfigError("[search] provider 'local' needs folder")
         if self.search.provider == "http" and not self.search.url:
             raise ConfigError("[search] provider 'http' needs url")
-        if (not self.handshake_timeout_s > 0 or not self.send_timeout_s > 0 or not self.max_frames_per_s >= 1
-                or self.max_connections < 1):
+        if (not self.handshake_timeout_s > 0 or not self.send_timeout_s > 0
+                or not (self.max_frames_per_s == 0 or self.max_frames_per_s >= 1) or self.max_connections < 1):
             raise ConfigError("[server] handshake_timeout_s and send_timeout_s must be above 0, max_frames_per_s "
-                              "and max_connections at least 1")
+                              "0 (no cap) or at least 1, and max_connections at least 1")
         if self.speech.default_voice not in self.voices:
             raise ConfigError(f"[speech] default_voice {self.speech.default_voice!r} is not a configured voice")
         vision = self.vision

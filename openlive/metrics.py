@@ -54,7 +54,7 @@ FRAMES_DROPPED = Counter("openlive_frames_dropped", "Client media frames dropped
                          "frame while [vision] engine is none).", ["kind"], registry=REGISTRY)
 FRAMES_RECEIVED = Counter("openlive_client_frames", "WebSocket frames read from Live API clients.", registry=REGISTRY)
 FRAMES_PACED = Counter("openlive_client_frames_paced", "Client frames read late because their connection sent "
-                       "more than [server] max_frames_per_s.", registry=REGISTRY)
+                       "more than [server] max_frames_per_s (when set; no cap by default).", registry=REGISTRY)
 COMPRESSIONS = Counter("openlive_context_compressions", "Times a session's context passed its compression "
                        "trigger and its oldest turns were dropped (sliding window).", registry=REGISTRY)
 AUDIO_DROPPED = Counter("openlive_audio_dropped_seconds",

@@ -10,19 +10,23 @@ dropped: the session is ending, and what it still says has nowhere to go (writin
 close is what made uvicorn log "Unexpected ASGI message 'websocket.send', after sending
 'websocket.close'" and the reply fail with 1011).
 
-Reading is paced too: at most `max_frames_per_s` client frames a second on average (a burst of
-one second's worth is free), and each frame yields to the event loop before the next is handled.
-A client flooding tiny frames (100,000 audio chunks of a few bytes) then gets TCP backpressure,
-instead of one session's backlog holding the loop and stalling every other session and
-`/healthz` for seconds. Microphones send 10-100 frames a second. A client whose frames have
-been queued up at every read for `BACKLOG_S` is flooding: it is closed with 1008 rather than
-read for minutes.
+Reading is never a reason to close. A client may send faster than its session handles frames (a
+recording streamed faster than real time, Firebase's Web SDK sending ~375 tiny audio frames a
+second, one per 128-sample block, or 100,000 chunks as fast as the socket takes them): the
+protocol (`ws_protocol.py`) holds a few dozen parsed frames for it and stops reading its socket
+until the session catches up, so TCP flow control slows the sender down. Every frame is handled,
+in order, as fast as the session can; the memory it takes is bounded per connection.
 
-Yielding before each frame bounds one client's share of a pass of the event loop, not the pass:
-a hundred audio sessions whose frames arrive together (a client process that was descheduled,
-then sends them all) made one pass handle a hundred frames, ~1 ms each, and timers, `/healthz`
-and replies waited 100-300 ms behind them. `Turnstile` ends a pass's frame handling after
-`PASS_BUDGET_S`: the frames still waiting go first in the next pass, after the other work.
+Each frame yields to the event loop before it is handled, so one client's queued frames never
+run back to back: a flood of tiny frames cannot hold the loop and stall every other session and
+`/healthz`. Yielding before each frame bounds one client's share of a pass of the event loop, not
+the pass: a hundred audio sessions whose frames arrive together (a client process that was
+descheduled, then sends them all) made one pass handle a hundred frames, ~1 ms each, and timers,
+`/healthz` and replies waited 100-300 ms behind them. `Turnstile` ends a pass's frame handling
+after `PASS_BUDGET_S`: the frames still waiting go first in the next pass, after the other work.
+
+An operator may also cap a connection's frames a second (`[server] max_frames_per_s`, off by
+default): past it, reading waits (more backpressure), and still nothing is closed.
 
 What the server holds for a stalled reader is bounded by the transport's write buffer (its high
 water mark, 64 KiB) plus one frame (< 1 MiB): sends wait rather than queue.
@@ -47,18 +51,8 @@ from ..protocol.errors import CloseCode, ProtocolError, fit_reason
 log = logging.getLogger(__name__)
 
 
-# A client whose next frame has been waiting at every read for this long sends faster than it
-# can be read (the pace, or the server's own speed): a flood, not a burst. Pacing alone would
-# leave its backlog, and its pongs behind it, unread for minutes.
-BACKLOG_S = 10.0
-
 # How long one pass of the event loop handles client frames before the rest wait for the next.
 PASS_BUDGET_S = 0.02
-
-
-def too_many_frames(rate: float) -> ProtocolError:
-    return ProtocolError(CloseCode.POLICY, f"Too many messages: sent faster than they can be read for {BACKLOG_S:g} s "
-                                           f"(at most {rate:g} a second).")
 
 
 def not_reading(seconds: float) -> ProtocolError:
@@ -69,12 +63,11 @@ class Connection:
     """One client socket: serialized sends, each bounded in time; a close with a code and reason at most once."""
 
     def __init__(self, ws: WebSocket, limits: Limits, *, send_timeout_s: float = 10.0,
-                 max_frames_per_s: float = 500.0) -> None:
+                 max_frames_per_s: float = 0.0) -> None:
         self.ws = ws
         self.limits = limits  # what one client frame may hold, for parse_client_frame
         self.send_timeout_s = send_timeout_s
-        self._pace = FramePace(max_frames_per_s)
-        self._backlog = Backlog()
+        self._pace = FramePace(max_frames_per_s) if max_frames_per_s > 0 else None  # 0: no cap
         self._lock = asyncio.Lock()
         self._closed = False
         # Set once the client can no longer be written to: the error to close with (a client that
@@ -100,15 +93,13 @@ class Connection:
                     self._lose(WebSocketDisconnect(1006))
 
     async def receive(self) -> str | bytes:
-        # Yield (or wait out the rate) first: a client's queued frames never run back to back.
-        wait = self._pace.wait(time.monotonic())
+        # Yield (or wait out the operator's cap) first: a client's queued frames never run back to
+        # back. However long they wait, nothing is dropped or closed: the protocol stops reading.
+        wait = self._pace.wait(time.monotonic()) if self._pace is not None else 0.0
         await asyncio.sleep(wait)
-        asked = time.monotonic()
         message = await self.ws.receive()
         if message["type"] == "websocket.disconnect":  # gone already: nothing to close with a reason
             raise WebSocketDisconnect(message.get("code", 1000), message.get("reason"))
-        if self._backlog.read(asked, time.monotonic()) > BACKLOG_S:
-            raise too_many_frames(self._pace.rate)
         await TURNSTILE.enter()
         metrics.frame_received(paced=wait > 0)
         text = message.get("text")
@@ -180,21 +171,3 @@ class Turnstile:
 
 
 TURNSTILE = Turnstile(PASS_BUDGET_S)
-
-
-class Backlog:
-    """How long a client's frames have been waiting for us at every read, without a break."""
-
-    READY_S = 0.005  # a read this quick found the frame already there (a real-time client's gaps are 10 ms+)
-
-    def __init__(self) -> None:
-        self._since: float | None = None
-
-    def read(self, asked: float, got: float) -> float:
-        """One read, asked for at `asked` and answered at `got`; seconds of unbroken backlog so far."""
-        if got - asked > self.READY_S:
-            self._since = None  # we waited for the client: no backlog
-            return 0.0
-        if self._since is None:
-            self._since = asked
-        return got - self._since

@@ -148,13 +148,14 @@ def frames_read(server) -> float:
     return float(next(line.split()[1] for line in body.splitlines() if line.startswith("openlive_client_frames_total ")))
 
 
-async def test_a_flood_of_tiny_frames_is_paced_then_closed_while_others_are_served(start_server):
-    rate = 100
+async def test_an_opt_in_frame_cap_paces_a_flood_without_closing_it_while_others_are_served(start_server):
+    # No cap by default (tests/e2e/test_backpressure.py): an operator's cap only slows reading more.
+    rate = 200
     server = start_server(f'[llm.default]\nengine = "scripted"\n\n[server]\nmax_frames_per_s = {rate}\n', tls=False)
     uri = f"ws://127.0.0.1:{server.port}{LIVE_PATH}"
     tiny = json.dumps({"realtimeInput": {"audio": {"mimeType": "audio/pcm;rate=16000", "data": "AAAAAA=="}}})
-    flood = 10000
-    async with websockets.connect(uri) as ws:
+    flood = 2000
+    async with websockets.connect(uri, ping_interval=None) as ws:
         await ws.send(json.dumps({"setup": {"model": "models/gemini-live-2.5-flash-preview",
                                             "generationConfig": {"responseModalities": ["TEXT"]}}}))
         await asyncio.wait_for(ws.recv(), 30)  # setupComplete
@@ -170,25 +171,26 @@ async def test_a_flood_of_tiny_frames_is_paced_then_closed_while_others_are_serv
             await other.send(json.dumps({"setup": {"model": "models/gemini-live-2.5-flash-preview",
                                                    "generationConfig": {"responseModalities": ["TEXT"]}}}))
             await asyncio.wait_for(other.recv(), 30)
-            await other.send(json.dumps({"clientContent": {"turns": [{"role": "user", "parts": [{"text": "hello"}]}],
-                                                           "turnComplete": True}}))
-            text = ""
-            while True:
-                content = json.loads(await asyncio.wait_for(other.recv(), 60)).get("serverContent", {})
-                text += "".join(p.get("text", "") for p in (content.get("modelTurn") or {}).get("parts", []))
-                if content.get("turnComplete"):
-                    break
-            assert text == "You said: hello"
+            assert await text_turn(other, "hello") == "You said: hello"
         # No faster than the pace: a burst of one second's worth, then `rate` a second. (A busy
         # machine can only read slower.) Counted before the clock is read, so the bound is safe.
         read = frames_read(server) - before
         elapsed = time.monotonic() - started
         assert read <= rate + rate * elapsed + 10, (read, elapsed)
-        # Kept over the rate, it is a flood: closed with a reason, its backlog unread.
-        with pytest.raises(websockets.ConnectionClosed) as closed:
-            while True:
-                await asyncio.wait_for(ws.recv(), 60)
-    assert closed.value.rcvd is not None and closed.value.rcvd.code == 1008, closed.value
-    assert "Too many messages" in closed.value.rcvd.reason and "at most 100 a second" in closed.value.rcvd.reason
-    assert frames_read(server) - before < flood
-    assert "Traceback" not in server.log()
+        assert read < flood  # still reading: the rest waits in the socket
+        # Never closed for its speed: every frame is read, in order, and then its turn is answered.
+        assert await text_turn(ws, "after the flood", timeout=120) == "You said: after the flood"
+        assert frames_read(server) - before == flood + 3  # its turn, the other session's setup and turn
+    log = server.log()
+    assert "Traceback" not in log and "closing 1008" not in log
+
+
+async def text_turn(ws, text: str, timeout: float = 60) -> str:
+    await ws.send(json.dumps({"clientContent": {"turns": [{"role": "user", "parts": [{"text": text}]}],
+                                                "turnComplete": True}}))
+    reply = ""
+    while True:
+        content = json.loads(await asyncio.wait_for(ws.recv(), timeout)).get("serverContent", {})
+        reply += "".join(p.get("text", "") for p in (content.get("modelTurn") or {}).get("parts", []))
+        if content.get("turnComplete"):
+            return reply
