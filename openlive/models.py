@@ -31,6 +31,21 @@ def resolve_model(config: Config, name: str) -> ModelEntry | None:
     return entry
 
 
+# The REST methods (`generateContent`, `countTokens`) are called with the SDKs' everyday model
+# names ("gemini-2.5-flash", "gemini-3-flash-preview"): any Gemini name is served by the default
+# pipeline there too, unless [models] names it.
+_GEMINI = re.compile(r"^gemini-[\w.-]+$", re.IGNORECASE)
+
+
+def resolve_generate_model(config: Config, name: str) -> ModelEntry | None:
+    """The pipeline that answers `generateContent` for `name`: as for Live, and any other Gemini name."""
+    entry = resolve_model(config, name)
+    bare = bare_model_id(name)
+    if entry is None and _GEMINI.match(bare) and "default" in config.used_llms:
+        entry = ModelEntry(bare)
+    return entry
+
+
 def _display_name(entry: ModelEntry) -> str:
     if entry.display_name:
         return entry.display_name
@@ -53,7 +68,8 @@ def rest_model(entry: ModelEntry, *, vertex: bool = False) -> dict[str, Any]:
         "description": entry.description or f"Served by openlive ({entry.llm})",
         "inputTokenLimit": entry.input_token_limit,
         "outputTokenLimit": entry.output_token_limit,
-        "supportedGenerationMethods": ["bidiGenerateContent"],
+        "supportedGenerationMethods": ["bidiGenerateContent", "generateContent", "streamGenerateContent",
+                                       "countTokens"],
         "temperature": 1.0,
         "maxTemperature": 2.0,
         "topP": 0.95,

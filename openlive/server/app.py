@@ -44,6 +44,7 @@ from .connection import Connection
 from .ephemeral import TokenGrant, TokenRequestError, apply_constraints, check_usable, mint_token_name
 from .limits import KeyLimits, server_full, store_needed
 from .playground import playground_routes
+from .rest_generate import GenerateAPI
 from .speech_api import SpeechRequest, speak
 
 log = logging.getLogger(__name__)
@@ -111,6 +112,8 @@ class OpenLiveApp:
         self.store: Store | None = None
         self.limits: KeyLimits | None = None
         self._start_task: asyncio.Task[None] | None = None
+        self.generate_api = GenerateAPI(config, self.engines, self.keys, limits=lambda: self.limits,
+                                        frame_limits=self.frame_limits, read_body=self._body)
         self.asgi = Starlette(
             routes=[
                 Route("/healthz", self.healthz),
@@ -118,6 +121,8 @@ class OpenLiveApp:
                 Route("/v1/audio/transcriptions", self.transcriptions, methods=["POST"]),
                 Route("/v1/audio/speech", self.speech, methods=["POST"]),
                 *playground_routes(config),
+                # models.countTokens, generateContent, streamGenerateContent (rest_generate.py)
+                Route("/{path:path}:{method}", self.generate_api.handle, methods=["POST"]),
                 Route("/{path:path}", self.rest, methods=["GET"]),
                 Route("/{path:path}", self.rest_post, methods=["POST"]),
                 WebSocketRoute("/{path:path}", self.live),
