@@ -72,7 +72,7 @@ def _describe(error: dict[str, Any], *, limit: int = MAX_REASON_BYTES) -> str:
         return fit_path("Invalid value at '", _path(loc), f"': at most {ctx.get('max_length')} {unit}.")
     proto = ctx.get("proto") or next((v for k, v in _PROTO_TYPES.items() if kind.startswith(k)), None)
     tail = f"'{f' ({proto})' if proto else ''}, {_shown(error.get('input'))}"
-    if kind == "value_range":
+    if kind in ("value_range", "json_kind"):
         tail += f": {error['msg']}."
     return fit_path("Invalid value at '", _path(loc), tail)
 

@@ -3,20 +3,24 @@
 Field names follow protobuf-JSON rules: every field is accepted both in lowerCamelCase and in
 snake_case, because the Python SDK camelCases only the keys it names explicitly and dumps the
 rest of each nested object in snake_case, while the JS SDK sends camelCase throughout.
-Fields we model but do not act on yet are typed loosely (`dict[str, Any]`) so that a real client
-is never refused for sending them, while a truly unknown field is refused as the real service
-refuses it.
+Every field the SDKs' types define is accepted (tests/unit/test_sdk_fields.py walks google-genai's
+types to keep it so), and a truly unknown field is refused as the real service refuses it
+("Unknown name … Cannot find field."). Fields we accept but do not act on are marked `Inert[…]`:
+they are checked for their JSON shape (an object, a list, an enum name …) but what an object holds
+is not inspected (the frame parser bounds its size and depth), and `inert_fields` names the ones a
+message set, so the session can log them once (the path only, never the value).
 """
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from collections.abc import Iterator
+from typing import Annotated, Any, Literal, TypeVar
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
+from pydantic import AliasChoices, BaseModel, BeforeValidator, ConfigDict, Field, model_validator
 from pydantic.alias_generators import to_camel
 
 from .b64 import decode_any
-from .values import INT32, MAX_OUTPUT_TOKENS, Float, Int32, Int64, Schema, StopSequences
+from .values import INT32, MAX_OUTPUT_TOKENS, EnumName, Float, Int32, Int64, OneOf, Schema, StopSequences
 
 
 def _decode_base64(value: Any) -> bytes:
@@ -31,6 +35,19 @@ def _decode_base64(value: Any) -> bytes:
 Base64Bytes = Annotated[bytes, BeforeValidator(_decode_base64)]
 
 
+class _InertMark:
+    """Marks a field openlive accepts but does not act on (see `inert_fields`)."""
+
+    def __repr__(self) -> str:
+        return "INERT"
+
+
+INERT = _InertMark()
+_T = TypeVar("_T")
+Inert = Annotated[_T, INERT]
+Object = dict[str, Any]  # a JSON object whose content openlive does not read
+
+
 class WireModel(BaseModel):
     model_config = ConfigDict(
         alias_generator=to_camel,
@@ -42,11 +59,30 @@ class WireModel(BaseModel):
         ser_json_bytes="base64",
     )
 
+    @model_validator(mode="before")
+    @classmethod
+    def _one_spelling(cls, data: Any) -> Any:
+        """A field in both spellings: the later one counts. The Python SDK sends that when a
+        config sets a field both in the deprecated `generation_config` (dumped in snake_case) and
+        directly (written over it in camelCase), meaning the direct one."""
+        if not isinstance(data, dict) or len(data) < 2:
+            return data
+        fields = cls.model_fields
+        drop = None
+        for key in data:
+            field = fields.get(key) if isinstance(key, str) else None  # a field by its snake_case name
+            camel = field.alias if field is not None else None
+            if camel and camel != key and camel in data:
+                drop = drop or set()
+                order = list(data)
+                drop.add(key if order.index(key) < order.index(camel) else camel)
+        return data if drop is None else {k: v for k, v in data.items() if k not in drop}
+
 
 class Blob(WireModel):
     mime_type: str = ""
     data: Base64Bytes = b""
-    display_name: str | None = None
+    display_name: Inert[str | None] = None
 
 
 class FunctionCall(WireModel):
@@ -64,24 +100,31 @@ class FunctionResponse(WireModel):
     response: Any = None
     will_continue: bool | None = None
     scheduling: Literal["SCHEDULING_UNSPECIFIED", "SILENT", "WHEN_IDLE", "INTERRUPT"] | None = None
-    parts: list[dict[str, Any]] | None = None
+    parts: Inert[list[Object] | None] = None
 
 
 class Part(WireModel):
     text: str | None = None
-    inline_data: Blob | None = None
-    function_call: FunctionCall | None = None
-    function_response: FunctionResponse | None = None
+    inline_data: Blob | None = None  # images in a user turn are looked at
     thought: bool | None = None
-    thought_signature: Base64Bytes | None = None
-    executable_code: dict[str, Any] | None = None
-    code_execution_result: dict[str, Any] | None = None
-    file_data: dict[str, Any] | None = None
-    video_metadata: dict[str, Any] | None = None
-    media_resolution: Any = None
-    part_metadata: dict[str, Any] | None = None
-    tool_call: dict[str, Any] | None = None
-    tool_response: dict[str, Any] | None = None
+    # Parts of a turn that are not its text or an image are kept out of the model's context.
+    function_call: Inert[FunctionCall | None] = None
+    function_response: Inert[FunctionResponse | None] = None
+    thought_signature: Inert[Base64Bytes | None] = None
+    executable_code: Inert[Object | None] = None
+    code_execution_result: Inert[Object | None] = None
+    file_data: Inert[Object | None] = None
+    video_metadata: Inert[Object | None] = None
+    media_resolution: Inert[Any] = None
+    part_metadata: Inert[Object | None] = None
+    tool_call: Inert[Object | None] = None
+    tool_response: Inert[Object | None] = None
+    audio_transcription: Inert[Object | None] = None
+    media_processing: Inert[EnumName | None] = None
+    speech_metadata: Inert[Object | None] = None
+    document_metadata: Inert[Object | None] = None
+    spreadsheet_metadata: Inert[Object | None] = None
+    audio_metadata: Inert[Object | None] = None
 
 
 class Content(WireModel):
@@ -98,7 +141,8 @@ class PrebuiltVoiceConfig(WireModel):
 
 class VoiceConfig(WireModel):
     prebuilt_voice_config: PrebuiltVoiceConfig | None = None
-    replicated_voice_config: dict[str, Any] | None = None
+    voice: str | None = None  # "the speaker identifier": a voice name, as prebuilt_voice_config.voice_name
+    replicated_voice_config: Inert[Object | None] = None
 
 
 class SpeechConfig(WireModel):
@@ -118,26 +162,31 @@ class GenerationConfig(WireModel):
     top_k: Int32(1, INT32[1]) | None = None
     max_output_tokens: Int32(1, MAX_OUTPUT_TOKENS) | None = None
     seed: Int32() | None = None
-    candidate_count: Int32(1, 8) | None = None
+    candidate_count: Inert[Int32(1, 8) | None] = None  # one candidate is all a live session has
     presence_penalty: Float(-2, 2, high_open=True) | None = None
     frequency_penalty: Float(-2, 2, high_open=True) | None = None
     stop_sequences: StopSequences | None = None
     speech_config: SpeechConfig | None = None
     media_resolution: str | None = None
-    thinking_config: dict[str, Any] | None = None
-    enable_affective_dialog: bool | None = None
-    translation_config: dict[str, Any] | None = None
-    audio_transcription_config: dict[str, Any] | None = None
-    response_mime_type: str | None = None
-    response_schema: Schema = None
-    response_json_schema: Schema = None
-    response_logprobs: bool | None = None
-    logprobs: Int32(0, 20) | None = None
-    audio_timestamp: bool | None = None
-    routing_config: dict[str, Any] | None = None
-    model_selection_config: dict[str, Any] | None = None
-    enable_enhanced_civic_answers: bool | None = None
-    response_format: dict[str, Any] | None = None
+    thinking_config: Inert[Object | None] = None
+    enable_affective_dialog: Inert[bool | None] = None
+    translation_config: Inert[Object | None] = None
+    audio_transcription_config: Inert[Object | None] = None
+    response_mime_type: Inert[str | None] = None
+    response_schema: Inert[Schema] = None
+    response_json_schema: Inert[Schema] = None
+    response_logprobs: Inert[bool | None] = None
+    logprobs: Inert[Int32(0, 20) | None] = None
+    audio_timestamp: Inert[bool | None] = None
+    routing_config: Inert[Object | None] = None
+    model_selection_config: Inert[Object | None] = None
+    # The SDK's Vertex converters write model_selection_config as `modelConfig` (pydantic keeps
+    # `model_config` for itself, hence the trailing underscore).
+    model_config_: Inert[Object | None] = Field(None, alias="modelConfig",
+                                               validation_alias=AliasChoices("modelConfig", "model_config"))
+    enable_enhanced_civic_answers: Inert[bool | None] = None
+    # A list of formats in the SDKs' types; one object in older clients.
+    response_format: Inert[OneOf("objects", "object")] = None
 
 
 class AutomaticActivityDetection(WireModel):
@@ -169,19 +218,22 @@ class RealtimeInputConfig(WireModel):
     # Also accepted here (some clients put it beside the other activity settings); the SDK sends it
     # as setup.explicitVadSignal.
     explicit_vad_signal: bool | None = None
-    interim_transcript_timestamp_enabled: bool | None = None
+    interim_transcript_timestamp_enabled: Inert[bool | None] = None
 
 
 class AudioTranscriptionConfig(WireModel):
-    language_codes: list[str] | None = None
-    language_auto: bool | None = None
-    language_hints: list[str] | None = None
-    custom_vocabulary: Any = None
-    adaptation_phrases: Any = None
-    word_timestamp: bool | None = None
-    diarization: Any = None
-    mode: str | None = None
-    source_text: Any = None
+    """Its presence switches transcription on; what it holds is not acted on yet."""
+
+    language_codes: Inert[list[str] | None] = None
+    # LanguageAuto is an empty message and LanguageHints {languageCodes} in the SDKs' types.
+    language_auto: Inert[OneOf("bool", "object")] = None
+    language_hints: Inert[OneOf("strings", "object")] = None
+    custom_vocabulary: Inert[Any] = None
+    adaptation_phrases: Inert[Any] = None
+    word_timestamp: Inert[bool | None] = None
+    diarization: Inert[Any] = None
+    mode: Inert[str | None] = None
+    source_text: Inert[Any] = None
 
 
 class SessionResumptionConfig(WireModel):
@@ -205,8 +257,8 @@ class FunctionDeclaration(WireModel):
     # Schemas hold user-chosen property names: kept verbatim, never re-cased.
     parameters: Schema = None
     parameters_json_schema: Schema = None
-    response: Schema = None
-    response_json_schema: Schema = None
+    response: Inert[Schema] = None
+    response_json_schema: Inert[Schema] = None
     behavior: Literal["UNSPECIFIED", "BLOCKING", "NON_BLOCKING"] | None = None
 
 
@@ -215,15 +267,15 @@ class Tool(WireModel):
     code_execution: dict[str, Any] | None = None
     google_search: dict[str, Any] | None = None
     google_search_retrieval: dict[str, Any] | None = None
-    url_context: dict[str, Any] | None = None
-    google_maps: dict[str, Any] | None = None
-    computer_use: dict[str, Any] | None = None
-    file_search: dict[str, Any] | None = None
-    mcp_servers: list[dict[str, Any]] | None = None
-    retrieval: dict[str, Any] | None = None
-    enterprise_web_search: dict[str, Any] | None = None
-    parallel_ai_search: dict[str, Any] | None = None
-    exa_ai_search: dict[str, Any] | None = None
+    url_context: Inert[Object | None] = None
+    google_maps: Inert[Object | None] = None
+    computer_use: Inert[Object | None] = None
+    file_search: Inert[Object | None] = None
+    mcp_servers: Inert[list[Object] | None] = None
+    retrieval: Inert[Object | None] = None
+    enterprise_web_search: Inert[Object | None] = None
+    parallel_ai_search: Inert[Object | None] = None
+    exa_ai_search: Inert[Object | None] = None
 
 
 class Setup(WireModel):
@@ -236,12 +288,12 @@ class Setup(WireModel):
     context_window_compression: ContextWindowCompressionConfig | None = None
     input_audio_transcription: AudioTranscriptionConfig | None = None
     output_audio_transcription: AudioTranscriptionConfig | None = None
-    proactivity: dict[str, Any] | None = None
+    proactivity: Inert[Object | None] = None
     explicit_vad_signal: bool | None = None
     history_config: dict[str, Any] | None = None
-    avatar_config: dict[str, Any] | None = None
-    safety_settings: list[dict[str, Any]] | None = None
-    labels: dict[str, str] | None = None
+    avatar_config: Inert[Object | None] = None
+    safety_settings: Inert[list[Object] | None] = None
+    labels: Inert[dict[str, str] | None] = None
 
 
 class ClientContent(WireModel):
@@ -283,3 +335,36 @@ class ClientMessage(WireModel):
 
 
 ClientEvent = Setup | ClientContent | RealtimeInput | ToolResponse | ContextUpdate
+
+# Each event by its field of ClientMessage: the first name of a field's path, as errors write it.
+EVENT_NAMES: dict[type[WireModel], str] = {Setup: "setup", ClientContent: "client_content",
+                                           RealtimeInput: "realtime_input", ToolResponse: "tool_response",
+                                           ContextUpdate: "context_update"}
+
+
+def _inert_names(model: type[WireModel]) -> frozenset[str]:
+    return frozenset(name for name, f in model.model_fields.items() if INERT in f.metadata)
+
+
+_INERT: dict[type[WireModel], frozenset[str]] = {}
+
+
+def inert_fields(message: WireModel, prefix: str | None = None) -> Iterator[str]:
+    """The paths of the inert fields `message` sets ("client_content.turns.parts.file_data"):
+    list positions left out, so each field is named once however many items set it."""
+    prefix = EVENT_NAMES.get(type(message), "") if prefix is None else prefix
+    model = type(message)
+    inert = _INERT.get(model)
+    if inert is None:
+        inert = _INERT[model] = _inert_names(model)
+    for name in model.model_fields:
+        value = getattr(message, name)
+        if value is None or (isinstance(value, list) and not value):
+            continue
+        path = f"{prefix}.{name.rstrip('_')}" if prefix else name
+        if name in inert:
+            yield path
+            continue
+        for item in value if isinstance(value, list) else (value,):
+            if isinstance(item, WireModel):
+                yield from inert_fields(item, path)

@@ -7,13 +7,18 @@ topP 0..1, penalties in [-2, 2), at most 5 stop sequences), and the protobuf fie
 does not (an int32 is an int32). NaN and the infinities are refused everywhere: pydantic would
 otherwise accept the strings "NaN" and "Infinity" for a float.
 
-Each check raises a pydantic error of kind `value_range` or `bad_schema` carrying the reason;
-`codec._describe` turns it into "Invalid value at 'setup.generation_config.temperature' …".
+Fields openlive accepts without acting on them are checked for their shape only: an enum name
+(`EnumName`), or one of a few JSON kinds (`OneOf`).
+
+Each check raises a pydantic error of kind `value_range`, `bad_schema`, `enum` or `json_kind`
+carrying the reason; `codec._describe` turns it into "Invalid value at
+'setup.generation_config.temperature' …".
 """
 
 from __future__ import annotations
 
 import math
+import re
 from typing import Annotated, Any
 
 from pydantic import AfterValidator, Field
@@ -71,6 +76,42 @@ def _schema(value: Any) -> Any:
 
 # A function's or a response's schema: a JSON object of bounded depth and size (see schemas.py).
 Schema = Annotated[Any, AfterValidator(_schema)]
+
+_ENUM_NAME = re.compile(r"[A-Z][A-Z0-9_]{0,99}")
+
+
+def _enum_name(value: str) -> str:
+    if not _ENUM_NAME.fullmatch(value):
+        raise PydanticCustomError("enum", "not an enum value", {"proto": "TYPE_ENUM"})
+    return value
+
+
+# An enum openlive does not act on: any name of the protobuf enum style is taken, so a value an
+# SDK adds later is not refused, while a value of the wrong shape is.
+EnumName = Annotated[str, AfterValidator(_enum_name)]
+
+_KINDS: dict[str, tuple[str, Any]] = {
+    "object": ("an object", lambda v: isinstance(v, dict)),
+    "objects": ("a list of objects", lambda v: isinstance(v, list) and all(isinstance(i, dict) for i in v)),
+    "bool": ("a bool", lambda v: isinstance(v, bool)),
+    "strings": ("a list of strings", lambda v: isinstance(v, list) and all(isinstance(i, str) for i in v)),
+}
+
+
+def OneOf(*kinds: str) -> Any:  # noqa: N802 (a type factory)
+    """A value openlive does not read that the SDKs' types and older clients spell differently
+    (one object or a list of them; a bool or an object): its JSON kind is checked, nothing more.
+    A pydantic union would put its members' names into the refused field's path."""
+    wanted = [_KINDS[k] for k in kinds]
+    rule = " or ".join(name for name, _ in wanted)
+
+    def check(value: Any) -> Any:
+        if value is not None and not any(test(value) for _, test in wanted):
+            raise PydanticCustomError("json_kind", "must be {rule}", {"rule": rule})
+        return value
+
+    return Annotated[Any, AfterValidator(check)]
+
 
 # The service's limits, and the engines': at most 5 stop sequences (Gemini's own), a sampled
 # answer of at most 65,536 tokens (Gemini 2.5's output limit; an engine's own window is smaller).

@@ -37,7 +37,8 @@ from ..engines.vision.images import FrameLimits, is_image
 from ..engines.vision.service import SharedVision
 from ..protocol import server_messages as sm
 from ..protocol.errors import ProtocolError, invalid_argument
-from ..protocol.messages import ClientContent, ClientEvent, ContextUpdate, RealtimeInput, Setup, ToolResponse
+from ..protocol.messages import (ClientContent, ClientEvent, ContextUpdate, RealtimeInput, Setup, ToolResponse,
+                                 WireModel, inert_fields)
 from .camera import Camera
 from .checkpoints import Checkpoints, Persistence, setup_json
 from .context import ContextPolicy, Conversation, TokenBudget
@@ -121,6 +122,7 @@ class LiveSession:
                                 policy=turn_policy)
         self._user_turns: set[asyncio.Task[None]] = set()
         self._closing = False
+        self._inert_seen: set[str] = set()  # fields accepted but not acted on, logged once a session
         # With historyConfig.initialHistoryInClientContent, clientContent is history until its
         # turnComplete (3.x); 2.x models have no historyConfig and answer a seed's turnComplete.
         self._taking_history = self.options.initial_history and not self.options.generation.answers_seed
@@ -135,6 +137,7 @@ class LiveSession:
         if self.options.modality == "AUDIO":
             self.replies.voice = self._choose_voice()
         await self._send(sm.setup_complete(self.session_id))
+        self._note_inert(self.setup)
         self.checkpoints.request()  # a handle from the start: even a silent session can be resumed
         if self.conversation.system_instruction or self.conversation.tools or self.conversation.history:
             # The session's own opening (instruction, tools, a resumed conversation) is read now,
@@ -185,8 +188,17 @@ class LiveSession:
 
     # ------------------------------------------------------------------ client events
 
+    def _note_inert(self, message: WireModel) -> None:
+        """Say once per session which fields the client set that openlive accepts but does not act
+        on: their paths only, never their values (they may hold anything, secrets included)."""
+        new = [p for p in inert_fields(message) if p not in self._inert_seen]
+        if new:
+            self._inert_seen.update(new)
+            log.info("accepted but not acted on: %s", ", ".join(sorted(set(new))))
+
     async def handle(self, event: ClientEvent) -> None:
         self.checkpoints.received()
+        self._note_inert(event)
         if isinstance(event, Setup):
             raise invalid_argument("Request contains an invalid argument: setup must be the first and only setup message.")
         if isinstance(event, ClientContent):

@@ -71,8 +71,10 @@ class SessionOptions:
                 if speech.multi_speaker_voice_config is not None:
                     raise invalid_argument("Request contains an invalid argument: multi-speaker voice config is not "
                                            "supported in the Live API.")
-                prebuilt = speech.voice_config.prebuilt_voice_config if speech.voice_config else None
-                voice_name = prebuilt.voice_name if prebuilt else None
+                voice = speech.voice_config
+                prebuilt = voice.prebuilt_voice_config if voice else None
+                # voiceConfig.voice is the newer spelling of the same choice.
+                voice_name = (prebuilt.voice_name if prebuilt else None) or (voice.voice if voice else None)
                 language = speech.language_code or None
         if language is not None:
             language = canonical_language(language) or language

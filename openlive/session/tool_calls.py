@@ -2,11 +2,12 @@
 
 Owns: blocking calls waiting for their `toolResponse` (generation pauses until every call of a
 `toolCall` is answered, matched by id), NON_BLOCKING calls still owed a result (they survive a
-resumption), which (function, args) were answered recently, and the code and search tools that
-run here. Touches: the wire (`toolCall`, `executableCode`, `codeExecutionResult`), the
-conversation history (calls and results are written there as text the model reads), the
-sandbox and the search provider. It never starts or stops a reply: the reply room calls `use`,
-and the session decides what a background result does (`on_response` returns those turns).
+resumption; one stays open while its results say `willContinue`, and its last result closes it),
+which (function, args) were answered recently, and the code and search tools that run here.
+Touches: the wire (`toolCall`, `executableCode`, `codeExecutionResult`), the conversation history
+(calls and results are written there as text the model reads), the sandbox and the search
+provider. It never starts or stops a reply: the reply room calls `use`, and the session decides
+what a background result does (`on_response` returns those turns).
 
 Cancelling a blocked call is the reply's cancellation: the waiting task is cancelled, its
 futures are dropped here, and the reply room sends `toolCallCancellation` with `pending_ids()`.
@@ -62,7 +63,8 @@ class ToolCalls:
         self.sandbox = sandbox
         self.search = search
         self._pending: dict[str, asyncio.Future[FunctionResponse]] = {}  # blocking calls awaiting an answer
-        self.background: dict[str, tuple[str, Any]] = {}  # NON_BLOCKING call id -> (name, args)
+        # NON_BLOCKING calls still open (no result yet, or each so far with willContinue): id -> (name, args)
+        self.background: dict[str, tuple[str, Any]] = {}
         self._answered: dict[str, float] = {}  # (function, args) -> when its result arrived
 
     def pending_ids(self) -> list[str]:
@@ -158,14 +160,21 @@ class ToolCalls:
     # ------------------------------------------------------------------ the client's answers
 
     def on_response(self, event: ToolResponse) -> list[ResultTurn]:
-        """Hand each answer to its waiting call; return the background results the model should speak of."""
+        """Hand each answer to its waiting call; return the background results the model should speak of.
+
+        A NON_BLOCKING call is a generator: a result with `willContinue` leaves it open for more,
+        the first without it is its last (later ones are not considered, as the API documents).
+        `willContinue` and `scheduling` mean nothing to a blocking call, which takes its first answer.
+        """
         turns: list[ResultTurn] = []
         for response in event.function_responses:
             waiter = self._pending.get(response.id or "")
             if waiter is not None and not waiter.done():
                 waiter.set_result(response)
             elif response.id in self.background:
-                name, args = self.background.pop(response.id)
+                name, args = self.background[response.id]
+                if not response.will_continue:
+                    del self.background[response.id]
                 self._remember_answer(name, args)
                 turn = self._background_result(name, response)
                 if turn is not None:
@@ -176,9 +185,19 @@ class ToolCalls:
         return turns
 
     def _background_result(self, name: str, response: FunctionResponse) -> ResultTurn | None:
-        """A NON_BLOCKING call's result: its scheduling says whether and when the model speaks of it."""
+        """A NON_BLOCKING call's result: always into the context; its scheduling says whether and
+        when the model speaks of it (SILENT: never; WHEN_IDLE, the default: once the reply in
+        progress has ended; INTERRUPT: at once, cutting that reply)."""
         scheduling = response.scheduling or "WHEN_IDLE"
-        result = f"[result of {name}: {json.dumps(response.response)}] Tell the user."
+        if scheduling == "SCHEDULING_UNSPECIFIED":
+            scheduling = "WHEN_IDLE"
+        if response.will_continue:
+            result = f"[result of {name}, more to come: {json.dumps(response.response)}] Tell the user."
+        elif response.response in (None, {}) and not response.parts:
+            # "An empty response with willContinue false signals that the call is finished."
+            result = f"[{name} has finished.]"
+        else:
+            result = f"[result of {name}: {json.dumps(response.response)}] Tell the user."
         if scheduling == "SILENT":
             self.conversation.append("user", result)
             return None
