@@ -8,9 +8,11 @@ key's token budget (to charge a turn before it runs); nothing on the wire.
 An instruction or tool change that arrives while a reply runs is deferred to the next turn, so a
 reply never sees two instructions.
 
-Tokens are counted as the Live API counts them: text by the model's tokenizer, speech at about
-25 tokens a second, video at 258 tokens a frame (one frame a second). A turn keeps its frames'
-tokens (and, for an LLM that sees, the frames themselves) apart from its words. Before each turn
+Tokens are counted as the Live API counts them: text by the model's tokenizer, speech (the
+user's and the model's own spoken replies) at 25 tokens a second, a video frame at 258 tokens (66
+at MEDIA_RESOLUTION_LOW). A turn keeps its frames' tokens (and, for an LLM that sees, the frames
+themselves) apart from its words, and its speech and built-in tools' results apart from its
+text, so that `reading()` says what a reply reads by modality (usageMetadata, reply.py). Before each turn
 runs, a session whose history passed `triggerTokens` first drops the frames of its older turns
 (their camera notes, a few words each, stay), then, if that is not enough, its oldest turns,
 until it is under `slidingWindow.targetTokens`, always cutting at the start of a user turn. The system instruction
@@ -37,9 +39,21 @@ from .tools import ToolSet
 
 log = logging.getLogger(__name__)
 
+# Google's figures. Speech: 25 tokens a second, in and out (the Live API's rate, Vertex AI's
+# provisioned-throughput example; generateContent counts uploaded audio at 32). A video frame
+# (ai.google.dev/gemini-api/docs/video-understanding, "Token calculation"): 258 tokens, or 66 when
+# generationConfig.mediaResolution is MEDIA_RESOLUTION_LOW. (Gemini 3 models count 70 a frame,
+# 280 at HIGH, in generateContent; the Live API's own figures for them are not published.)
 AUDIO_TOKENS_PER_SECOND = 25
 VIDEO_TOKENS_PER_FRAME = 258
+LOW_RESOLUTION_FRAME_TOKENS = 66
 DEFAULT_TRIGGER_FRACTION = 0.8  # the proto's default trigger: 80% of the model's window
+
+
+def frame_tokens(media_resolution: str | None) -> int:
+    """Tokens of one video frame at the session's generationConfig.mediaResolution."""
+    low = (media_resolution or "").upper() == "MEDIA_RESOLUTION_LOW"
+    return LOW_RESOLUTION_FRAME_TOKENS if low else VIDEO_TOKENS_PER_FRAME
 
 
 @dataclass(frozen=True)
@@ -94,16 +108,46 @@ class Turn:
     text: str
     tokens: int = 0  # counted so far (speech is counted by its length, text by the tokenizer)
     uncounted: list[str] = field(default_factory=list)  # text not yet through the tokenizer
-    media_tokens: int = 0  # video frames that came with this turn (258 each)
+    media_tokens: int = 0  # video frames that came with this turn (258 each, 66 at low resolution)
     images: list[str] = field(default_factory=list)  # data URLs of its frames, for an LLM that sees
     # Native tool calling (an engine with tool_mode "native") reads these as structured messages;
     # the text keeps each one's line too, for engines that read tools as text:
     calls: list[dict[str, Any]] = field(default_factory=list)  # model: {"id", "name", "args", "line"}
     results: list[dict[str, Any]] = field(default_factory=list)  # user: {"id", "name", "response", "line"}
+    # Of `tokens`: speech (AUDIO, counted by its length), and the results of built-in tools (search,
+    # code execution) that the model reads as tool use, not prompt; the rest is text.
+    audio_tokens: int = 0
+    tool_tokens: int = 0
+    tool_uncounted: list[str] = field(default_factory=list)  # tool results not yet through the tokenizer
 
     @property
     def total(self) -> int:
         return self.tokens + self.media_tokens
+
+    @property
+    def text_tokens(self) -> int:
+        return self.tokens - self.audio_tokens - self.tool_tokens
+
+
+@dataclass
+class Reading:
+    """What a reply reads, by modality (Google's names: TEXT, AUDIO, IMAGE), as counted so far."""
+
+    prompt: dict[str, int]
+    tool_use: dict[str, int]  # built-in tools' results: toolUsePromptTokenCount, not the prompt
+    pieces: list[tuple[str, int]]  # the prompt in the order the model reads it
+
+    def cached(self, fraction: float) -> dict[str, int]:
+        """The prompt's first `fraction` by modality: a prompt cache holds a prompt's beginning."""
+        left = round(sum(self.prompt.values()) * min(max(fraction, 0.0), 1.0))
+        cached: dict[str, int] = {}
+        for modality, tokens in self.pieces:
+            if left <= 0:
+                break
+            take = min(tokens, left)
+            cached[modality] = cached.get(modality, 0) + take
+            left -= take
+        return cached
 
 
 class TokenBudget(Protocol):
@@ -138,10 +182,14 @@ class Conversation:
 
     # ------------------------------------------------------------------ history
 
-    def append(self, role: str, text: str, tokens: int | None = None) -> None:
-        """Add to history; `tokens` when the service counts this by something other than its text."""
+    def append(self, role: str, text: str, tokens: int | None = None, *, tool_use: bool = False) -> None:
+        """Add to history. `tokens`: this was speech, counted by its length (the user's words as
+        heard, the model's as spoken); `tool_use`: the results of a built-in tool (search, code
+        execution), which the model reads as tool use."""
         self.version += 1
         counted, uncounted = (tokens, []) if tokens is not None else (0, [text])
+        audio = tokens or 0
+        tool_uncounted, uncounted = (uncounted, []) if tool_use else ([], uncounted)
         media, self._media_tokens = (self._media_tokens, 0) if role == "user" else (0, self._media_tokens)
         if self.history and self.history[-1].role == role:
             # Consecutive turns of one role read as one turn to chat templates that need alternation.
@@ -150,8 +198,11 @@ class Conversation:
             last.tokens += counted
             last.uncounted += uncounted
             last.media_tokens += media
+            last.audio_tokens += audio
+            last.tool_uncounted += tool_uncounted
         else:
-            self.history.append(Turn(role, text, counted, uncounted, media))
+            self.history.append(Turn(role, text, counted, uncounted, media, audio_tokens=audio,
+                                     tool_uncounted=tool_uncounted))
 
     @contextmanager
     def tentative_user_turn(self, text: str) -> Iterator[None]:
@@ -168,6 +219,12 @@ class Conversation:
             yield
         finally:
             self.history = history
+
+    def user_words(self) -> str | None:
+        """The user's own words that the next reply answers: the last turn, when it is the user's
+        and not a function's result."""
+        last = self.history[-1] if self.history else None
+        return last.text if last is not None and last.role == "user" and not last.results else None
 
     def append_calls(self, calls: Sequence[dict[str, Any]]) -> None:
         """The model called functions ({"id", "name", "args"} each): one line of history, and the calls."""
@@ -306,15 +363,42 @@ class Conversation:
         if not self.view:
             await self._slide(llm)
 
-    async def _slide(self, llm: LLMEngine) -> int:
-        """Count the conversation; drop old frames, then old turns, past the trigger; the tokens left."""
+    async def _count(self, llm: LLMEngine) -> int:
+        """Put the text not yet counted through the tokenizer; the system prompt's tokens."""
         for turn in self.history:
             while turn.uncounted:
                 turn.tokens += await count_tokens(llm, turn.uncounted.pop())
+            while turn.tool_uncounted:
+                tokens = await count_tokens(llm, turn.tool_uncounted.pop())
+                turn.tokens += tokens
+                turn.tool_tokens += tokens
         system = self.system_prompt()
         if self._counted_system[0] != system:
             self._counted_system = (system, await count_tokens(llm, system))
-        fixed = self._counted_system[1]
+        return self._counted_system[1]
+
+    async def reading(self, llm: LLMEngine) -> Reading:
+        """What the next model turn reads, all of it counted (a tool's result just added too)."""
+        await self._count(llm)
+        return self.reading_now()
+
+    def reading_now(self) -> Reading:
+        """What the next model turn reads, by modality, as far as it is counted now (no waiting)."""
+        pieces: list[tuple[str, int]] = [("TEXT", self._counted_system[1])]
+        tool = 0
+        for turn in self.history:
+            # A user turn's frames and camera notes come before its words.
+            pieces += [("IMAGE", turn.media_tokens), ("TEXT", turn.text_tokens), ("AUDIO", turn.audio_tokens)]
+            tool += turn.tool_tokens
+        prompt: dict[str, int] = {}
+        for modality, tokens in pieces:
+            prompt[modality] = prompt.get(modality, 0) + tokens
+        return Reading({m: n for m, n in prompt.items() if n or m == "TEXT"}, {"TEXT": tool} if tool else {},
+                       [p for p in pieces if p[1]])
+
+    async def _slide(self, llm: LLMEngine) -> int:
+        """Count the conversation; drop old frames, then old turns, past the trigger; the tokens left."""
+        fixed = await self._count(llm)
         total = fixed + sum(t.total for t in self.history)
         policy = self.policy
         if policy.trigger is not None and total > policy.trigger:

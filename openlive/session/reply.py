@@ -6,6 +6,12 @@ overlapping generation, paced at most `max_lead_ms` ahead of a listener); betwee
 it hands tool decisions to the tool room. It ends with `generationComplete`, the turn's
 resumption handle (through `before_turn_complete`) and `turnComplete` with `usageMetadata`.
 
+Usage is counted as the Live API counts it, by modality: the prompt is the context the turn's last
+model round read (`Conversation.reading`: text by the tokenizer, speech by its length, frames by
+resolution), built-in tools' results in it apart as tool use; the response is the speech sent (25
+tokens a second) or, for text, what the LLM wrote; the cached part is the share of the prompt
+the LLM server read from its prompt cache, taken from the prompt's beginning.
+
 The interruption rule, stated once: `interrupt()` cancels the task, waits until it has stopped,
 and only then sends `interrupted` (then `toolCallCancellation` for calls still owed, then
 `turnComplete`). Every send of a reply happens inside its task, so nothing of a reply can reach
@@ -34,7 +40,7 @@ from ..engines.tts.base import TTSError, TTSVoice
 from ..engines.tts.registry import VoiceRegistry
 from ..protocol import server_messages as sm
 from ..protocol.errors import ProtocolError, internal_error
-from .context import AUDIO_TOKENS_PER_SECOND, Conversation
+from .context import AUDIO_TOKENS_PER_SECOND, Conversation, Reading
 from .options import SessionOptions
 from .speech import OUTPUT_RATE, ClauseSegmenter, pcm_chunks, synthesize_24k
 from .tool_calls import Grounding, ToolCalls
@@ -50,10 +56,11 @@ class ReplyRecord:
     """What one reply has put on the wire so far: the history keeps exactly this."""
 
     sent: list[str] = field(default_factory=list)
-    prompt_tokens: int = 0
+    reading: Reading | None = None  # what the last model round read, by modality
     completion_tokens: int = 0
-    cached_tokens: int = 0
-    counted: bool = False
+    llm_prompt_tokens: int = 0  # the last round's prompt as the LLM server counted it
+    llm_cached_tokens: int = 0  # of those, read from its prompt cache
+    counted: bool = False  # a model round finished: completion_tokens holds what it wrote
     audio_bytes: int = 0
     first_audio_at: float = 0.0
     decision: Decision | None = None  # what the last model turn decided (None: no tools declared)
@@ -72,14 +79,14 @@ class ReplyRecord:
 
     def restart_usage(self) -> None:
         """The turn so far was completed (and counted) on the wire; count the next one afresh."""
-        self.prompt_tokens = self.completion_tokens = self.cached_tokens = self.audio_bytes = 0
+        self.completion_tokens = self.llm_prompt_tokens = self.llm_cached_tokens = self.audio_bytes = 0
+        self.reading = None
         self.counted = False
 
     def add_usage(self, finished: Finished) -> None:
-        # Tool rounds re-read the conversation: the turn's prompt is its largest, outputs add up.
-        self.prompt_tokens = max(self.prompt_tokens, finished.prompt_tokens)
+        # Tool rounds re-read the conversation: the turn's prompt is its last (and largest), outputs add up.
         self.completion_tokens += finished.completion_tokens
-        self.cached_tokens = max(self.cached_tokens, finished.cached_tokens)
+        self.llm_prompt_tokens, self.llm_cached_tokens = finished.prompt_tokens, finished.cached_tokens
         self.counted = True
 
 
@@ -137,7 +144,7 @@ class Replies:
         await self._send(sm.interrupted())
         if pending:
             await self._send(sm.tool_call_cancellation(pending))
-        await self._send(sm.turn_complete(self._cut_usage(record)))
+        await self._send(sm.turn_complete(self._usage(record)))
 
     # ------------------------------------------------------------------ one reply
 
@@ -149,6 +156,7 @@ class Replies:
             for _ in range(MAX_TOOL_ROUNDS):
                 if self._before_llm is not None:
                     await self._before_llm()
+                reply.reading = await self.conversation.reading(self.llm)
                 text = self._model_text(reply, allow_tools=allow_tools, not_now=reply.just_answered)
                 if self.voice is None:
                     await self._reply_text(reply, text)
@@ -205,7 +213,7 @@ class Replies:
         metrics.turn_ended("complete")
 
     async def _turn_complete(self, reply: ReplyRecord) -> None:
-        usage = self._usage(reply) or self._cut_usage(reply)
+        usage = self._usage(reply)
         if self.conversation.budget is not None:
             await self.conversation.budget.spend(usage.response_tokens)
         await self._send(sm.turn_complete(usage))
@@ -237,7 +245,8 @@ class Replies:
             # the server is told not to call one.
             request = self.conversation.chat_request(params, tools=tools.native_tools())
             return request if allow_tools else replace(request, tool_choice="none")
-        return self.conversation.chat_request(params, tools.schema(allow_tools=allow_tools, exclude=not_now))
+        request = self.conversation.chat_request(params, tools.schema(allow_tools=allow_tools, exclude=not_now))
+        return replace(request, user_words=self.conversation.user_words()) if allow_tools and not not_now else request
 
     async def _model_text(self, reply: ReplyRecord, *, allow_tools: bool,
                           not_now: frozenset[str] = frozenset()) -> AsyncIterator[str]:
@@ -371,23 +380,18 @@ class Replies:
         if ahead > lead:
             await asyncio.sleep(ahead - lead)
 
-    def _cut_usage(self, reply: ReplyRecord | None) -> sm.Usage:
-        """Usage of a reply cut short: what it read (as counted so far) and what it sent."""
-        usage = self._usage(reply) if reply is not None else None
-        if usage is None:  # the LLM had not finished a round: count the context and the text sent
-            said = self._said(reply) if reply is not None else ""
-            usage = sm.Usage(prompt_tokens=self.conversation.tokens, response_tokens=estimate_tokens(said))
-            if self.voice is not None and reply is not None:
-                usage.response_tokens = self._spoken_tokens(reply)
-                usage.response_modality = "AUDIO"
-        return usage
-
-    def _usage(self, reply: ReplyRecord) -> sm.Usage | None:
-        if not reply.counted:
-            return None
-        usage = sm.Usage(prompt_tokens=reply.prompt_tokens, response_tokens=reply.completion_tokens,
-                         cached_tokens=reply.cached_tokens)
-        if self.voice is not None:
-            usage.response_tokens = self._spoken_tokens(reply)
-            usage.response_modality = "AUDIO"
+    def _usage(self, reply: ReplyRecord | None) -> sm.Usage:
+        """A turn's usage, whether it ended or was cut (then: what it read and what it sent)."""
+        reading = reply.reading if reply is not None and reply.reading is not None else self.conversation.reading_now()
+        usage = sm.Usage(prompt=dict(reading.prompt), tool_use=dict(reading.tool_use))
+        if reply is None:
+            usage.response = {"AUDIO" if self.voice is not None else "TEXT": 0}
+        elif self.voice is not None:
+            usage.response = {"AUDIO": self._spoken_tokens(reply)}  # what was said, by its length
+        elif reply.counted:
+            usage.response = {"TEXT": reply.completion_tokens}
+        else:  # cut before the LLM finished a round: the text sent so far
+            usage.response = {"TEXT": estimate_tokens(self._said(reply))}
+        if reply is not None and reply.counted and reply.llm_cached_tokens and reply.llm_prompt_tokens:
+            usage.cached = reading.cached(reply.llm_cached_tokens / reply.llm_prompt_tokens)
         return usage

@@ -96,8 +96,10 @@ class ToolSet:
         options = [_turn("none", {"type": "object", "properties": {}, "additionalProperties": False})]
         defs: dict[str, Any] = {}
         if allow_tools:
-            options += [_turn(name, params) for name, params in self.tool_parameters(defs).items()
-                        if name not in exclude]
+            # Each branch says what its tool does: an engine may weigh its choice against that
+            # (tool_turns.py asks the model on its own whether the user's words need the tool).
+            options += [_turn(name, params, self.functions[name].description if name in self.functions else "")
+                        for name, params in self.tool_parameters(defs).items() if name not in exclude]
         root = options[0] if len(options) == 1 else {"anyOf": options}
         return {**root, "$defs": defs} if defs else root
 
@@ -247,8 +249,9 @@ def _obj(properties: dict[str, Any]) -> dict[str, Any]:
     return {"type": "object", "properties": properties, "required": list(properties), "additionalProperties": False}
 
 
-def _turn(tool: str, args: dict[str, Any]) -> dict[str, Any]:
-    return _obj({"tool": {"const": tool}, "args": args, "reply": {"type": "string"}})
+def _turn(tool: str, args: dict[str, Any], description: str = "") -> dict[str, Any]:
+    turn = _obj({"tool": {"const": tool}, "args": args, "reply": {"type": "string"}})
+    return {**turn, "description": description} if description.strip() else turn
 
 
 @dataclass

@@ -81,6 +81,27 @@ async def test_an_unrelated_question_calls_nothing(embedded_server):
     assert answer(messages).strip()
 
 
+@pytest.mark.parametrize("question, city", [
+    ("Do I need to take a raincoat to Lyon this evening?", "lyon"),
+    ("Is it a nice afternoon for a boat trip in Stockholm?", "stockholm"),
+])
+async def test_a_question_that_needs_the_weather_without_naming_it_calls_the_tool(embedded_server, question, city):
+    # Neither question names the weather; the model's first token alone leaned to answering
+    # (tool_turns.py's judge weighs in). Questions of neither bench/tool_decision.py set.
+    async with connect(embedded_server, [types.Tool(function_declarations=[WEATHER])]) as session:
+        messages = await ask(session, question)
+    calls = [c for m in messages if m.tool_call for c in m.tool_call.function_calls]
+    assert calls and calls[0].name == "get_current_weather", answer(messages)
+    assert city in calls[0].args["location"].lower()
+
+
+async def test_a_question_about_the_weather_as_a_subject_calls_nothing(embedded_server):
+    async with connect(embedded_server, [types.Tool(function_declarations=[WEATHER])]) as session:
+        messages = await ask(session, "Why does it get colder as you climb a mountain?")
+    assert not any(m.tool_call for m in messages), messages
+    assert answer(messages).strip()
+
+
 async def test_two_cities_give_two_calls_with_distinct_ids(embedded_server):
     seen = []
     async with connect(embedded_server, [types.Tool(function_declarations=[WEATHER])]) as session:

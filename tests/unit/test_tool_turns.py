@@ -6,7 +6,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from openlive.engines.llm.base import ChatMessage, ChatRequest, Finished, SamplingParams, TextDelta
-from openlive.engines.llm.tool_turns import branches
+from openlive.engines.llm.tool_turns import (JUDGE_THRESHOLD, _fixed_args_start, branches, call_after_judging, descriptions, judge_prompt,
+                                             tool_probability)
 from openlive.protocol.messages import Tool
 from openlive.session.tools import RouterStream, ToolSet
 from tests.support.require import require
@@ -26,6 +27,64 @@ def test_a_tool_turn_schema_gives_its_choices_and_any_other_schema_none():
     assert branches({"type": "object", "properties": {"answer": {"type": "string"}}}) is None
     assert branches({"anyOf": [{"properties": {"tool": {"const": "f"}, "args": {}, "reply": {"type": "string"}}}]}) \
         is None  # no "none": not a tool turn
+
+
+def test_each_tool_branch_says_what_its_tool_does():
+    tools = ToolSet.from_setup([WEATHER])
+    assert descriptions(tools.schema()) == {"get_weather": "Get the current weather and forecast for a city."}
+    assert descriptions(tools.schema(allow_tools=False)) == {}
+    assert descriptions(None) == {}
+    # The branch's description is an annotation: the choices are the same.
+    assert list(branches(tools.schema())) == ["none", "get_weather"]
+
+
+def test_p_tool_weighs_the_first_tokens_that_begin_a_tool_name_against_none():
+    names = ["none", "get_weather", "nudge"]
+    top = [{"token": "get", "logprob": -0.5}, {"token": "none", "logprob": -1.0}, {"token": "n", "logprob": -2.0},
+           {"token": "weather", "logprob": -3.0}, {"token": "", "logprob": -1.0}, {"token": "nud", "logprob": -4.0}]
+    import math
+    tool, none = math.exp(-0.5) + math.exp(-4.0), math.exp(-1.0)  # "n" begins both: counted for neither
+    assert abs(tool_probability(top, names) - tool / (tool + none)) < 1e-9
+    assert tool_probability([{"token": "hello", "logprob": -0.1}], names) is None
+    assert tool_probability([], names) is None
+
+
+def test_the_judge_and_the_first_token_together_decide():
+    assert call_after_judging(0.5, 0.95)  # unsure model, sure judge
+    assert not call_after_judging(0.5, 0.5)
+    assert not call_after_judging(0.05, 0.85)  # the model leaned to answering, the judge not sure enough
+    # More of either never turns a call into an answer.
+    for p_tool in (0.05, 0.3, 0.6, 0.85):
+        calls = [call_after_judging(p_tool, p / 100) for p in range(1, 100)]
+        assert calls == sorted(calls)
+    assert JUDGE_THRESHOLD > 0
+
+
+def test_the_judge_reads_a_docstring_s_summary_and_the_user_s_words():
+    messages = judge_prompt("get_weather", "Retrieves the weather.\n\nArgs:\n    city (str): the city.", "  Hi?  ")
+    assert messages[0]["role"] == "system"
+    assert "Tool get_weather: Retrieves the weather.\n\nThe user says: Hi?\n\n" in messages[1]["content"]
+    assert "Args" not in messages[1]["content"]
+
+
+def test_an_argument_list_whose_first_key_is_required_begins_with_text_read_not_written():
+    tools = ToolSet.from_setup([WEATHER])
+    read, grammar = _fixed_args_start(branches(tools.schema())["get_weather"])
+    assert read == ' [{"location":'  # the space before the value is written (a prompt ending in one misleads)
+    assert grammar.startswith('%llguidance {}\nstart: " " %json {"type":"string"} "}"') and grammar.endswith('"]"\n')
+    assert grammar.count("(\", \" %json") == 3  # up to maxItems (4) objects in all
+    two = {"type": "array", "maxItems": 1, "items": {"type": "object", "properties": {
+        "city": {"type": "string"}, "unit": {"enum": ["c", "f"]}, "days": {"type": "integer"}},
+        "required": ["city", "days"]}}
+    read, grammar = _fixed_args_start(two)
+    assert read == ' [{"city":'
+    assert '(", \\"unit\\": " %json {"enum":["c","f"]})?' in grammar  # optional: may be left out
+    assert '", \\"days\\": " %json {"type":"integer"} "}"' in grammar
+    # Shapes whose start is not fixed are written whole under their schema.
+    assert _fixed_args_start({"type": "object", "properties": {"code": {"type": "string"}}}) is None
+    assert _fixed_args_start({"type": "array", "items": {"type": "object", "properties": {"a": {}}}}) is None
+    assert _fixed_args_start({"type": "array", "items": {"$ref": "#/$defs/x"}, "$defs": {"x": {}}}) is None
+    assert _fixed_args_start({"type": "array", "items": {"type": "object", "properties": {}}}) is None
 
 
 async def test_the_embedded_model_writes_whole_tool_turns_the_router_reads():

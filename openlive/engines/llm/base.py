@@ -60,6 +60,9 @@ class ChatRequest:
     # `tool_choice` ("none": described, but not to be called now).
     tools: tuple[dict[str, Any], ...] = ()
     tool_choice: str | None = None
+    # The user's own words this model turn answers (None when it answers a tool's result, or has
+    # no tools): an engine may check its tool decision against them (tool_turns.py's judge).
+    user_words: str | None = None
 
 
 @dataclass(frozen=True)
