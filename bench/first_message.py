@@ -28,6 +28,7 @@ agent connects waits for its whole prompt to be read.
 process per core, at normal priority), as a CI job or another service on the same box would.
 
     .venv/bin/python bench/first_message.py [--samples 10] [--loads idle,loaded] [--after-setup-s 2]
+                                            [--modes text,audio,tool_result,tool_call]
                                             [--out FILE] [--data-dir ~/.openlive]
 
 Targets: p90 under 1.5 s idle and under 5 s loaded, in every mode.
@@ -189,7 +190,8 @@ class Neighbour:
         stop(*self.processes)
 
 
-async def run(samples: int, data_dir: Path, timeout: float, loads: list[str], after_setup_s: float) -> dict[str, Any]:
+async def run(samples: int, data_dir: Path, timeout: float, loads: list[str], after_setup_s: float,
+              modes_run: tuple[str, ...] = MODES) -> dict[str, Any]:
     result: dict[str, Any] = {"benchmark": "first_message", "machine": machine(), "samples": samples,
                               "targets_p90_s": TARGET_P90_S}
     process, base = start_openlive(data_dir)
@@ -205,7 +207,7 @@ async def run(samples: int, data_dir: Path, timeout: float, loads: list[str], af
             with Neighbour() if load == "loaded" else contextlib.nullcontext():
                 load_start = os.getloadavg()
                 for n in range(samples):
-                    for mode in MODES:
+                    for mode in modes_run:
                         kinds = list(framework_tools()) if mode == "tool_call" else [""]
                         for framework in kinds:
                             pool = {"tool_result": WEATHER, "tool_call": INDIRECT_WEATHER}.get(mode, QUESTIONS)
@@ -219,7 +221,7 @@ async def run(samples: int, data_dir: Path, timeout: float, loads: list[str], af
                                      f"{row.get('seconds', row.get('error'))}          ")
                 load_end = os.getloadavg()
             modes: dict[str, Any] = {}
-            for mode in MODES:
+            for mode in modes_run:
                 mine = [r for r in rows if r["mode"] == mode]
                 seconds = [r["seconds"] for r in mine if "seconds" in r]
                 stats: dict[str, Any] = summary_ms(seconds) if seconds else {"n": 0}
@@ -239,7 +241,7 @@ async def run(samples: int, data_dir: Path, timeout: float, loads: list[str], af
                             "load_average_end": [round(x, 2) for x in load_end], "modes": modes, "rows": rows}
     finally:
         stop(process)
-    result["meets_targets"] = all(result[load]["modes"][m]["meets_target"] for load in loads for m in MODES)
+    result["meets_targets"] = all(result[load]["modes"][m]["meets_target"] for load in loads for m in modes_run)
     return result
 
 
@@ -251,12 +253,17 @@ def main() -> None:
     parser.add_argument("--loads", default="idle,loaded", help="comma-separated: idle,loaded")
     parser.add_argument("--after-setup-s", type=float, default=2.0,
                         help="how long after setup each question is sent (an agent connects before the user speaks)")
+    parser.add_argument("--modes", default=",".join(MODES), help="comma-separated: " + ",".join(MODES))
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args()
+    modes = tuple(m for m in args.modes.split(",") if m)
+    if not modes or set(modes) - set(MODES):
+        parser.error("--modes takes " + ", ".join(MODES))
     loads = [x for x in args.loads.split(",") if x]
     if not loads or set(loads) - set(TARGET_P90_S):
         parser.error("--loads takes idle and/or loaded")
-    result = asyncio.run(run(args.samples, args.data_dir.expanduser(), args.timeout, loads, args.after_setup_s))
+    result = asyncio.run(run(args.samples, args.data_dir.expanduser(), args.timeout, loads, args.after_setup_s,
+                             modes))
     write_result("first_message", result, args.out)
 
 
