@@ -22,7 +22,6 @@ import json
 import logging
 import os
 import sys
-import time
 import traceback
 from urllib.parse import urlsplit
 
@@ -31,6 +30,8 @@ from google.adk.agents.live_request_queue import LiveRequestQueue
 from google.adk.agents.run_config import RunConfig
 from google.adk.runners import InMemoryRunner
 from google.genai import types
+
+from driver_support import wait_for as wait_until
 
 STEP_TIMEOUT_S = 180.0
 
@@ -86,11 +87,7 @@ class Notes(logging.Handler):
 
 
 async def wait_for(predicate, what: str) -> None:
-    deadline = time.monotonic() + STEP_TIMEOUT_S
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"no {what} within {STEP_TIMEOUT_S}s")
-        await asyncio.sleep(0.05)
+    await wait_until(predicate, what, STEP_TIMEOUT_S)
 
 
 async def main(model: str, mode: str) -> dict:

@@ -29,6 +29,8 @@ from livekit.agents import Agent, AgentSession, RunContext, function_tool
 from livekit.agents.voice.io import AudioInput, AudioOutput, AudioOutputCapabilities
 from livekit.plugins import google
 
+from driver_support import wait_for as wait_until
+
 RATE_IN = 16000
 SAMPLES = RATE_IN // 50  # 20 ms frames
 STEP_TIMEOUT_S = 120.0
@@ -125,11 +127,7 @@ class Assistant(Agent):
 
 
 async def wait_for(predicate, what: str) -> None:
-    deadline = time.monotonic() + STEP_TIMEOUT_S
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"no {what} within {STEP_TIMEOUT_S}s")
-        await asyncio.sleep(0.05)
+    await wait_until(predicate, what, STEP_TIMEOUT_S)
 
 
 async def main(base_url: str, question_path: str, barge_in_path: str) -> dict:

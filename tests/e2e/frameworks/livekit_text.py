@@ -27,6 +27,8 @@ from google.genai import types
 from livekit.agents import Agent, AgentSession, RunContext, function_tool
 from livekit.plugins import google
 
+from driver_support import wait_for as wait_until
+
 STEP_TIMEOUT_S = 120.0
 
 
@@ -58,11 +60,7 @@ class Warnings(logging.Handler):
 
 
 async def wait_for(predicate, what: str) -> None:
-    deadline = time.monotonic() + STEP_TIMEOUT_S
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"no {what} within {STEP_TIMEOUT_S}s")
-        await asyncio.sleep(0.05)
+    await wait_until(predicate, what, STEP_TIMEOUT_S)
 
 
 async def main(base_url: str, model_name: str) -> dict:

@@ -34,6 +34,8 @@ from llama_index.core.tools import FunctionTool
 from llama_index.voice_agents.gemini_live import GeminiLiveVoiceAgent, GeminiLiveVoiceAgentInterface
 from llama_index.voice_agents.gemini_live.events import ToolCallEvent, ToolCallResultEvent
 
+from driver_support import wait_for as wait_until
+
 RATE_IN = 16000
 CHUNK = 1024  # samples, as the PyAudio interface reads them: 64 ms
 STEP_TIMEOUT_S = 120.0
@@ -103,11 +105,7 @@ def get_current_weather(location: str) -> dict:
 
 
 async def wait_for(predicate, what: str) -> None:
-    deadline = time.monotonic() + STEP_TIMEOUT_S
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"no {what} within {STEP_TIMEOUT_S}s")
-        await asyncio.sleep(0.05)
+    await wait_until(predicate, what, STEP_TIMEOUT_S)
 
 
 def replied_since(mark: int) -> bool:
