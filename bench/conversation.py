@@ -324,6 +324,7 @@ class Inbox:
         self._changed = asyncio.Event()
         self._replying = False
         self.voice_activity_seen = False
+        self._heard = ""  # interim inputTranscription pieces of the turn being heard (2.x models)
 
     def add(self, kind: str, offset: float | None = None, text: str = "") -> None:
         self.events.append(Event(kind, time.monotonic(), offset, text))
@@ -348,8 +349,13 @@ class Inbox:
         if content is None:
             return
         heard = content.input_transcription
-        if heard is not None and heard.text and heard.finished is not False:
-            self.add("transcription", text=heard.text)
+        if heard is not None:
+            # Pieces while the user speaks (finished false), then the last one: one event per turn,
+            # with the whole text.
+            self._heard += heard.text or ""
+            if heard.finished is not False and self._heard:
+                self.add("transcription", text=self._heard.strip())
+                self._heard = ""
         parts = content.model_turn.parts if content.model_turn and content.model_turn.parts else []
         if not self._replying and any(p.inline_data and p.inline_data.data for p in parts):
             self._replying = True

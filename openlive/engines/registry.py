@@ -13,6 +13,7 @@ from .llm.openai_compat import OpenAICompatEngine
 from .llm.packaged import resolve_model_file
 from .llm.scripted import ScriptedEngine
 from .search import HttpSearch, LocalSearch, SearchProvider
+from .search.url_context import UrlReader
 from .asr.openai_compat import OpenAICompatASR
 from .code.sandbox import Sandbox, SandboxLimits
 from .asr.service import SharedASR
@@ -142,6 +143,8 @@ class Engines:
         self.turn_model: SharedTurnModel | None = None
         self.text_turn_model: TextTurnModel | None = None
         self.search: SearchProvider | None = None
+        # urlContext: pages read for sessions that ask for it; None: refused ([url_context] enabled = false)
+        self.url_reader = UrlReader(config.url_context) if config.url_context.enabled else None
         self.vision: SharedVision | None = None
         self.frame_limits = frame_limits(config.vision)
         self.sandbox = Sandbox(SandboxLimits(**vars(config.code)))
@@ -170,6 +173,10 @@ class Engines:
                 name for name, on in ((self.config.turn.model, self.turn_model),
                                       (self.config.turn.text_model, self.text_turn_model)) if on) or "silence")
             self.search = await build_search(self.config.search)
+            log.info("search: %s; url context: %s", self.config.search.provider,
+                     "off" if self.url_reader is None else
+                     "public addresses only" if not self.config.url_context.allow_private else
+                     "private addresses allowed")
             vision = build_vision(self.config.vision)
             if vision is not None:
                 await vision.load()

@@ -308,15 +308,19 @@ function onMicChunk(pcm, rms) {
 // ------------------------------------------------------------------ what the server says
 
 function onContent(content) {
-  if (content.inputTranscription?.text) {
+  const heard = content.inputTranscription;
+  if (heard?.text) {
     if (!userEntry) {
       closeModelEntry();
       userEntry = addEntry("user", "You (spoken)");
     }
-    userEntry.text.textContent += content.inputTranscription.text;
-    // The user has finished speaking (the server only transcribes a finished utterance).
-    if (!turn || turn.answered) turn = { kind: "spoken", endedAt: lastVoiceAt || performance.now(), answered: false };
+    // Live captions: 2.x models send the words while the user speaks, each piece only the new ones.
+    userEntry.text.textContent += heard.text;
     scrollDown();
+  }
+  if (heard?.finished && (!turn || turn.answered)) {
+    // The user has finished speaking: the last piece (or the only one) says so.
+    turn = { kind: "spoken", endedAt: lastVoiceAt || performance.now(), answered: false };
   }
   if (content.interrupted) {
     replyBeingInterrupted = false;

@@ -267,15 +267,23 @@ class Tool(WireModel):
     code_execution: dict[str, Any] | None = None
     google_search: dict[str, Any] | None = None
     google_search_retrieval: dict[str, Any] | None = None
-    url_context: Inert[Object | None] = None
-    google_maps: Inert[Object | None] = None
-    computer_use: Inert[Object | None] = None
-    file_search: Inert[Object | None] = None
-    mcp_servers: Inert[list[Object] | None] = None
-    retrieval: Inert[Object | None] = None
-    enterprise_web_search: Inert[Object | None] = None
-    parallel_ai_search: Inert[Object | None] = None
-    exa_ai_search: Inert[Object | None] = None
+    url_context: dict[str, Any] | None = None
+    # Tools this server cannot serve: parsed (their shape checked) so that the session can refuse
+    # them by name, as the service refuses a tool its model lacks (session/tools.py refuse_unserved).
+    google_maps: Object | None = None
+    computer_use: Object | None = None
+    file_search: Object | None = None
+    mcp_servers: list[Object] | None = None
+    retrieval: Object | None = None
+    enterprise_web_search: Object | None = None
+    parallel_ai_search: Object | None = None
+    exa_ai_search: Object | None = None
+
+
+class ProactivityConfig(WireModel):
+    # The model may stay silent on input that was not said to it (session/proactivity.py).
+    proactive_audio: bool | None = None
+    proactive_video: Inert[bool | None] = None
 
 
 class Setup(WireModel):
@@ -288,7 +296,7 @@ class Setup(WireModel):
     context_window_compression: ContextWindowCompressionConfig | None = None
     input_audio_transcription: AudioTranscriptionConfig | None = None
     output_audio_transcription: AudioTranscriptionConfig | None = None
-    proactivity: Inert[Object | None] = None
+    proactivity: ProactivityConfig | None = None
     explicit_vad_signal: bool | None = None
     history_config: dict[str, Any] | None = None
     avatar_config: Inert[Object | None] = None

@@ -7,7 +7,7 @@ all unknown, so every server message is built here and nowhere else.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 # What puts one server message on the wire (the transport gives the session one of these).
@@ -51,6 +51,12 @@ def grounding(metadata: dict[str, Any]) -> dict[str, Any]:
     return {"serverContent": {"groundingMetadata": metadata}}
 
 
+def url_context(urls: list[tuple[str, str]]) -> dict[str, Any]:
+    """urlContextMetadata: each (url, URL_RETRIEVAL_STATUS_…) the urlContext tool read for a reply."""
+    return {"serverContent": {"urlContextMetadata": {"urlMetadata": [
+        {"retrievedUrl": url, "urlRetrievalStatus": status} for url, status in urls]}}}
+
+
 def generation_complete() -> dict[str, Any]:
     return {"serverContent": {"generationComplete": True}}
 
@@ -59,34 +65,71 @@ def interrupted() -> dict[str, Any]:
     return {"serverContent": {"interrupted": True}}
 
 
+# Google's MediaModality names, in the order the details list them.
+MODALITIES = ("TEXT", "IMAGE", "VIDEO", "AUDIO", "DOCUMENT")
+
+
 @dataclass
 class Usage:
-    """Token counts of one turn, reported as usageMetadata with the turnComplete that ends it."""
+    """Token counts of one turn by modality, reported as usageMetadata with the turnComplete that
+    ends it. Each count is the sum of its details; the total is prompt + response + tool use
+    (google-genai's UsageMetadata: "the sum of prompt_token_count, candidates_token_count,
+    tool_use_prompt_token_count and thoughts_token_count"); the cached part is within the prompt."""
 
-    prompt_tokens: int = 0
-    response_tokens: int = 0
-    cached_tokens: int = 0
-    prompt_modality: str = "TEXT"
-    response_modality: str = "TEXT"
+    prompt: dict[str, int] = field(default_factory=dict)  # what the model read this turn
+    response: dict[str, int] = field(default_factory=dict)  # what it sent
+    tool_use: dict[str, int] = field(default_factory=dict)  # built-in tools' results it read
+    cached: dict[str, int] = field(default_factory=dict)  # the part of `prompt` read from a cache
+
+    @property
+    def prompt_tokens(self) -> int:
+        return sum(self.prompt.values())
+
+    @property
+    def response_tokens(self) -> int:
+        return sum(self.response.values())
+
+    @property
+    def tool_use_tokens(self) -> int:
+        return sum(self.tool_use.values())
+
+    @property
+    def cached_tokens(self) -> int:
+        return sum(self.cached.values())
 
     def to_wire(self) -> dict[str, Any]:
         wire: dict[str, Any] = {
             "promptTokenCount": self.prompt_tokens,
             "responseTokenCount": self.response_tokens,
-            "totalTokenCount": self.prompt_tokens + self.response_tokens,
-            "promptTokensDetails": [{"modality": self.prompt_modality, "tokenCount": self.prompt_tokens}],
-            "responseTokensDetails": [{"modality": self.response_modality, "tokenCount": self.response_tokens}],
+            "totalTokenCount": self.prompt_tokens + self.response_tokens + self.tool_use_tokens,
+            "promptTokensDetails": _details(self.prompt, "TEXT"),
+            "responseTokensDetails": _details(self.response, "TEXT"),
         }
         # Vertex clients read the response count under its older name; Gemini clients ignore it.
         wire["candidatesTokenCount"] = self.response_tokens
         wire["candidatesTokensDetails"] = wire["responseTokensDetails"]
+        if self.tool_use_tokens:
+            wire["toolUsePromptTokenCount"] = self.tool_use_tokens
+            wire["toolUsePromptTokensDetails"] = _details(self.tool_use, "TEXT")
         if self.cached_tokens:
             wire["cachedContentTokenCount"] = self.cached_tokens
+            wire["cacheTokensDetails"] = _details(self.cached, "TEXT")
         return wire
 
 
-def turn_complete(usage: Usage | None = None) -> dict[str, Any]:
+def _details(counts: dict[str, int], empty: str) -> list[dict[str, Any]]:
+    """[{modality, tokenCount}] for each modality with tokens; none at all: the first named (or
+    `empty`) with 0, so that a client reading the list still learns the turn's modality."""
+    rows = [{"modality": m, "tokenCount": counts[m]} for m in MODALITIES if counts.get(m)]
+    return rows or [{"modality": next(iter(counts), empty), "tokenCount": 0}]
+
+
+def turn_complete(usage: Usage | None = None, *, reason: str | None = None) -> dict[str, Any]:
+    """`reason`: a turnCompleteReason, e.g. RESPONSE_REJECTED for a turn the model chose not to
+    answer (proactive audio)."""
     message: dict[str, Any] = {"serverContent": {"turnComplete": True}}
+    if reason is not None:
+        message["serverContent"]["turnCompleteReason"] = reason
     if usage is not None:
         message["usageMetadata"] = usage.to_wire()
     return message

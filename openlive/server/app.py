@@ -384,11 +384,14 @@ class OpenLiveApp:
         session = LiveSession(setup, llm=self.engines.llms[entry.llm], send=conn.send, session_id=session_id,
                               voices=self.engines.voices, speech=self.config.speech, asr=self.engines.asr,
                               vad_factory=self.engines.vad_factory, search=self.engines.search,
+                              url_reader=self.engines.url_reader,
                               sandbox=self.engines.sandbox, context_window=self.config.context_window(entry),
                               persistence=persistence, budget=self.limits.budget(admission.owner), resumed=resumed,
                               turn_model=self.engines.turn_model, text_turn_model=self.engines.text_turn_model,
                               turn_policy=self._turn_policy, vision=self.engines.vision,
-                              frame_limits=self.engines.frame_limits, generations=self.config.generations)
+                              frame_limits=self.engines.frame_limits, generations=self.config.generations,
+                              interim_every_s=self.config.asr.interim_every_s
+                              if self.config.asr.interim_transcription else 0.0)
         # Which key, token or handle: by fingerprint only, never the secret itself.
         log.info("setup model=%s (%s) llm=%s api=%s%s credential=%s%s", setup.model,
                  session.options.generation.name, entry.llm, route.api_version,

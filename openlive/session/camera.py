@@ -9,9 +9,10 @@ the error that ends the session for a frame that is no image.
 A frame's life:
 
 1. `frame()` on the reader: the header is checked (mime type, bytes, pixels; nothing decoded),
-   a bad frame ends the session with 1007 as the Live API does; a good one is counted at 258
-   tokens and queued for the vision worker, which keeps at most one waiting frame per session
-   (a newer one replaces it, counted as dropped). The reader never waits for the worker.
+   a bad frame ends the session with 1007 as the Live API does; a good one is counted (258
+   tokens, 66 at MEDIA_RESOLUTION_LOW) and queued for the vision worker, which keeps at most one
+   waiting frame per session (a newer one replaces it, counted as dropped). The reader never
+   waits for the worker.
 2. The worker decodes it at the size `mediaResolution` asks for and describes it. A note
    ("[camera] The frame shows the text: 'EXIT 12'. …") is kept only when it says something the
    last note did not: a camera held on a sign for a minute is one note, not sixty.
@@ -44,7 +45,7 @@ from ..engines.vision.base import Sight
 from ..engines.vision.images import FrameError, FrameLimits, check_frame, side_for
 from ..engines.vision.service import SharedVision
 from ..protocol.errors import invalid_argument
-from .context import VIDEO_TOKENS_PER_FRAME, Conversation
+from .context import Conversation, frame_tokens
 
 log = logging.getLogger(__name__)
 
@@ -69,6 +70,7 @@ class Camera:
         self.conversation = conversation
         self.key = key
         self.side = side_for(media_resolution)
+        self.frame_tokens = frame_tokens(media_resolution)
         self.include_all_video = include_all_video
         self.limits = limits
         self._speaking = speaking
@@ -90,7 +92,7 @@ class Camera:
         except FrameError as exc:
             # The Live API refuses image data it cannot use with 1007 and this reason's start.
             raise invalid_argument(f"Request contains an invalid argument: {exc}.") from None
-        self.conversation.add_media_tokens(VIDEO_TOKENS_PER_FRAME)  # the service counts every frame
+        self.conversation.add_media_tokens(self.frame_tokens)  # the service counts every frame
         if self.vision is None:
             metrics.frame_dropped("video")
             if not self._warned:

@@ -180,8 +180,7 @@ class Checkpoints:
             system_instruction=conversation.system_instruction,
             tools=[t.model_dump(by_alias=True, exclude_none=True, mode="json") for t in conversation.tool_decls]
             if conversation.tool_decls is not None else None,
-            history=[SavedTurn(t.role, t.text, t.tokens if not t.uncounted else None, t.media_tokens, list(t.images),
-                               list(t.calls), list(t.results)) for t in conversation.history],
+            history=[_saved(t) for t in conversation.history],
             background_calls={k: [name, args] for k, (name, args) in self.tool_calls.background.items()},
             camera=self.camera.pending() if self.camera is not None else [],
             created_at=time.time(),
@@ -207,7 +206,9 @@ class Checkpoints:
             conversation.tool_decls = saved_tools
             conversation.tools = ToolSet.from_setup(conversation.tool_decls)
         conversation.history = [Turn(t.role, t.text, t.tokens or 0, [] if t.tokens is not None else [t.text],
-                                     t.media_tokens, list(t.images), list(t.calls), list(t.results))
+                                     t.media_tokens, list(t.images), list(t.calls), list(t.results),
+                                     audio_tokens=t.audio_tokens if t.tokens is not None else 0,
+                                     tool_tokens=t.tool_tokens if t.tokens is not None else 0)
                                 for t in snapshot.history]
         notes = [line for t in conversation.history if t.role == "user" for line in t.text.splitlines()
                  if line.startswith("[camera]")]
@@ -217,3 +218,11 @@ class Checkpoints:
             self.camera.restore(notes[-1:], snapshot.camera)  # what the camera showed last, before the disconnect
         self.tool_calls.background = {k: (v[0], v[1]) for k, v in snapshot.background_calls.items()}
         log.info("resumed conversation %s: %d turns", self.lineage, len(conversation.history))
+
+
+def _saved(turn: Turn) -> SavedTurn:
+    """A turn as a snapshot keeps it; one with text not yet counted is counted again, all as text."""
+    counted = not turn.uncounted and not turn.tool_uncounted
+    return SavedTurn(turn.role, turn.text, turn.tokens if counted else None, turn.media_tokens, list(turn.images),
+                     list(turn.calls), list(turn.results), turn.audio_tokens if counted else 0,
+                     turn.tool_tokens if counted else 0)

@@ -11,6 +11,9 @@ they ask for (README, "Model generations", cites the client code that relies on 
 |                                               | `toolResponse` is a new turn   | turn that made the call      |
 | `realtimeInput.text` of only " " or "."       | " " is nothing; "." is words   | a trigger: it starts the     |
 |                                               |                                | reply to unanswered content  |
+| `inputTranscription` of the user's speech     | streamed while they speak: new | one message, whole, when the |
+|                                               | words only, then the rest with | turn ends                    |
+|                                               | `finished: true`               |                              |
 
 The rooms read a `Generation`; none of them looks at the model name. Names are matched by the
 `[generations]` table first (glob patterns, then its `default`), then by the version in the name
@@ -36,12 +39,15 @@ class Generation:
     # realtimeInput.text (stripped) that is a nudge, not words: it starts the reply to content
     # that is still unanswered, and is otherwise nothing.
     triggers: frozenset[str]
+    # The user's words go out while they speak (interim inputTranscription pieces, input_transcription.py).
+    interim_input_transcription: bool = False
 
     def is_trigger(self, text: str) -> bool:
         return text.strip() in self.triggers
 
 
-GEN_2 = Generation("2.x", answers_seed=True, tool_call_ends_turn=True, triggers=frozenset({""}))
+GEN_2 = Generation("2.x", answers_seed=True, tool_call_ends_turn=True, triggers=frozenset({""}),
+                   interim_input_transcription=True)
 GEN_3 = Generation("3.x", answers_seed=False, tool_call_ends_turn=False, triggers=frozenset({"", "."}))
 GENERATIONS = {g.name: g for g in (GEN_2, GEN_3)}
 DEFAULT_GENERATION = GEN_3.name

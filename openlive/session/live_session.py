@@ -11,6 +11,7 @@ dispatch of client events to them; each room's module says what it owns and may 
     camera.py        video frames: checked, looked at beside the audio path, notes of what was seen
     checkpoints.py   resumption snapshots at quiet points, the consumed-message index
     options.py       what setup asked for
+    proactivity.py   proactive audio: whether a turn from the realtime stream was said to the assistant
 
 What stays here is what crosses rooms: user turns (from speech, realtime text or a background
 tool result) run as tasks beside the reader; a new turn or the user's voice interrupts the reply
@@ -31,24 +32,27 @@ from ..config import SpeechConfig
 from ..engines.asr.service import Recognizer
 from ..engines.llm.base import LLMEngine
 from ..engines.search.base import SearchProvider
+from ..engines.search.url_context import UrlReader
 from ..engines.tts.base import TTSVoice
 from ..engines.tts.registry import VoiceRegistry
 from ..engines.vision.images import FrameLimits, is_image
 from ..engines.vision.service import SharedVision
 from ..protocol import server_messages as sm
 from ..protocol.errors import ProtocolError, invalid_argument
-from ..protocol.messages import (ClientContent, ClientEvent, ContextUpdate, RealtimeInput, Setup, ToolResponse,
-                                 WireModel, inert_fields)
+from ..protocol.messages import (ClientContent, ClientEvent, ContextUpdate, RealtimeInput, Setup, Tool,
+                                 ToolResponse, WireModel, inert_fields)
 from .camera import Camera
 from .checkpoints import Checkpoints, Persistence, setup_json
 from .context import ContextPolicy, Conversation, TokenBudget
 from .end_of_turn import EndOfTurnPolicy, TextTurnModel, TurnModel
 from .early_reply import EarlyLLM, EarlyStart
 from .options import SessionOptions
+from .proactivity import OVERHEARD, Addressee
 from .read_ahead import ReadAhead
 from .reply import Replies
 from .resumption import Snapshot
 from .tool_calls import ToolCalls
+from .tools import refuse_unserved
 from .turn_taking import TurnTaking
 from .user_audio import VoiceActivityModel, pcm_rate
 
@@ -75,6 +79,7 @@ class LiveSession:
         asr: Recognizer | None = None,
         vad_factory: Callable[[], VoiceActivityModel] | None = None,
         search: SearchProvider | None = None,
+        url_reader: UrlReader | None = None,
         sandbox: Sandbox | None = None,
         context_window: int = 32768,
         persistence: Persistence | None = None,
@@ -86,7 +91,10 @@ class LiveSession:
         vision: SharedVision | None = None,
         frame_limits: FrameLimits | None = None,
         generations: Mapping[str, str] | None = None,
+        interim_every_s: float = 0.0,
     ) -> None:
+        # A tool the client asked for that this server cannot serve ends the session now, by name.
+        refuse_unserved(setup.tools, url_context=url_reader is not None)
         self.setup = setup
         self.llm = llm
         self._send = send
@@ -99,7 +107,7 @@ class LiveSession:
             modality=self.options.modality, language=self.options.language, budget=budget,
             guidance=getattr(llm, "system_guidance", ""))
         self.tool_calls = ToolCalls(send=send, conversation=self.conversation, sandbox=sandbox, search=search,
-                                    waiting=lambda: self.read_ahead.waiting_reply())
+                                    url_reader=url_reader, waiting=lambda: self.read_ahead.waiting_reply())
         # A reply's first request may already be under way, started in the pause before its turn ended.
         self.early = EarlyStart(llm, before=lambda: self.read_ahead.settle())
         self.replies = Replies(llm=EarlyLLM(llm, self.early), send=send, options=self.options,
@@ -109,6 +117,9 @@ class LiveSession:
                                name=f"reply-{self.session_id}", before_llm=self._before_llm)
         self.read_ahead = ReadAhead(llm=llm, conversation=self.conversation, params=self.options.params,
                                     busy=lambda: self.replying)
+        # proactivity.proactiveAudio: turns from the realtime stream are judged before a reply.
+        self.addressee = Addressee(llm, self.conversation) if self.options.proactive_audio else None
+        self._warming: asyncio.Task[None] | None = None
         self.camera = Camera(vision=vision, conversation=self.conversation, key=self.session_id,
                              media_resolution=self.options.media_resolution,
                              include_all_video=self.options.include_all_video, limits=frame_limits or FrameLimits(),
@@ -119,10 +130,11 @@ class LiveSession:
                                        name=f"checkpoint-{self.session_id}")
         self.turns = TurnTaking(options=self.options, host=self, ledger=self.checkpoints, send=send, asr=asr,
                                 vad_factory=vad_factory, turn_model=turn_model, text_model=text_turn_model,
-                                policy=turn_policy)
+                                policy=turn_policy, interim_every_s=interim_every_s)
         self._user_turns: set[asyncio.Task[None]] = set()
         self._closing = False
         self._inert_seen: set[str] = set()  # fields accepted but not acted on, logged once a session
+        self._said_no_search = False  # googleSearch declared with no provider: said once a session
         # With historyConfig.initialHistoryInClientContent, clientContent is history until its
         # turnComplete (3.x); 2.x models have no historyConfig and answer a seed's turnComplete.
         self._taking_history = self.options.initial_history and not self.options.generation.answers_seed
@@ -138,7 +150,10 @@ class LiveSession:
             self.replies.voice = self._choose_voice()
         await self._send(sm.setup_complete(self.session_id))
         self._note_inert(self.setup)
+        self._note_search(self.setup.tools)
         self.checkpoints.request()  # a handle from the start: even a silent session can be resumed
+        if self.addressee is not None:
+            self._warming = asyncio.create_task(self.addressee.warm(), name=f"proactive-{self.session_id}")
         if self.conversation.system_instruction or self.conversation.tools or self.conversation.history:
             # The session's own opening (instruction, tools, a resumed conversation) is read now,
             # while the user has yet to speak: read cold with the first question, a framework's
@@ -163,6 +178,11 @@ class LiveSession:
             task.cancel()
         self.camera.aclose()
         self.early.cancel()
+        if self.addressee is not None:
+            self.addressee.cancel()
+        if self._warming is not None:
+            self._warming.cancel()
+            tasks.append(self._warming)
         await asyncio.gather(self.turns.aclose(), self.read_ahead.aclose(), *tasks, return_exceptions=True)
         await self.checkpoints.drain()
 
@@ -196,6 +216,15 @@ class LiveSession:
             self._inert_seen.update(new)
             log.info("accepted but not acted on: %s", ", ".join(sorted(set(new))))
 
+    def _note_search(self, tools: list[Tool] | None) -> None:
+        """googleSearch with no search provider finds nothing, and the model says it found nothing:
+        a client would not know why. Said once a session, in the log."""
+        if self.tool_calls.search is None and not self._said_no_search and any(
+                t.google_search is not None or t.google_search_retrieval is not None for t in tools or []):
+            self._said_no_search = True
+            log.warning("googleSearch is declared but this server has no search provider ([search] provider = "
+                        "\"none\"): every search finds nothing")
+
     async def handle(self, event: ClientEvent) -> None:
         self.checkpoints.received()
         self._note_inert(event)
@@ -211,6 +240,9 @@ class LiveSession:
                     await self.replies.interrupt()
                 self.spawn(self.take_user_turn(turn.text))
         elif isinstance(event, ContextUpdate):
+            if event.tools is not None:
+                refuse_unserved(event.tools.tools, url_context=self.tool_calls.url_reader is not None)
+                self._note_search(event.tools.tools)
             self.conversation.update(
                 system_instruction=event.system_instruction.text() if event.system_instruction is not None else None,
                 tools=event.tools.tools if event.tools is not None else None, defer=self.replying)
@@ -271,7 +303,7 @@ class LiveSession:
         if event.text is not None and not self.options.generation.is_trigger(event.text):
             if self.options.barge_in:
                 await self.replies.interrupt()
-            self.spawn(self.take_user_turn(event.text, ended_at=time.monotonic()))
+            self.spawn(self.take_user_turn(event.text, ended_at=time.monotonic(), realtime=True))
         elif event.text is not None and not self.busy and self._unanswered():
             # A trigger is no user turn, and never interrupts: 3.x clients send realtimeInput.text
             # " " (Pipecat) or "." (ADK, after replaying history) right after clientContent, as
@@ -307,6 +339,8 @@ class LiveSession:
             log.info("barge-in: the user spoke over the reply")
             await self.replies.interrupt()
         self.early.cancel()
+        if self.addressee is not None:
+            self.addressee.cancel()
         self.read_ahead.user_started()
 
     def words_heard(self, text: str) -> None:
@@ -316,10 +350,21 @@ class LiveSession:
             return
         with self.conversation.tentative_user_turn(text):
             request = self.replies.request()
-        self.early.start(request)
+        if self.addressee is None:
+            self.early.start(request)
+            return
+
+        def then(addressed: bool) -> None:
+            # Proactive audio: the reply starts early only on words judged said to the assistant.
+            if addressed and not self.replying:
+                self.early.start(request)
+
+        self.addressee.prejudge(text, then)
 
     def words_withdrawn(self) -> None:
         self.early.cancel()
+        if self.addressee is not None:
+            self.addressee.cancel()
 
     def spawn(self, coroutine: Coroutine[Any, Any, None]) -> None:
         """Run a user turn beside the reader, so audio keeps flowing while it waits or recognizes."""
@@ -329,10 +374,17 @@ class LiveSession:
         task.add_done_callback(self._on_work_done)
 
     async def take_user_turn(self, text: str, tokens: int | None = None, *, ended_at: float | None = None,
-                             spoken: bool = False) -> None:
+                             spoken: bool = False, realtime: bool = False) -> None:
         # With NO_INTERRUPTION the reply in progress finishes before the next one starts.
         await self.replies.finished()
         await self.camera.settle()  # a frame shown just before the question is part of it
+        # Proactive audio judges what came from the realtime stream (speech, realtimeInput.text);
+        # never a function's result, nor clientContent (proactivity.py says why).
+        if self.addressee is not None and (spoken or realtime) and not await self.addressee.addressed(text):
+            # Not said to the assistant: context for what comes next, marked so, and no reply.
+            self.conversation.append("user", OVERHEARD + text, tokens)
+            await self.replies.decline()
+            return
         self.conversation.append("user", text, tokens)
         self.camera.into_turn()
         self._start_reply(turn_ended_at=ended_at, turn_input="voice" if spoken else "text")

@@ -1,8 +1,8 @@
 """What setup asked for, read once so the hot path never re-walks the setup message.
 
 Owns: the session's fixed choices (response modality, sampling, voice and language,
-transcription switches, activity detection, barge-in, turn coverage, the model generation). Touches nothing: it is
-built from a `Setup` and read by the other rooms. The instruction and tools are not here: a
+transcription switches, activity detection, barge-in, turn coverage, the model generation,
+proactive audio). Touches nothing: it is built from a `Setup` and read by the other rooms. The instruction and tools are not here: a
 `contextUpdate` can change them, so they belong to the conversation context (`context.py`).
 """
 
@@ -41,6 +41,8 @@ class SessionOptions:
     initial_history: bool = False
     # Which Gemini generation's wire behaviour the session follows, from the model it named.
     generation: Generation = GEN_3
+    # proactivity.proactiveAudio: input not said to the assistant gets no reply (proactivity.py).
+    proactive_audio: bool = False
 
     @classmethod
     def from_setup(cls, setup: Setup, generations: Mapping[str, str] | None = None) -> "SessionOptions":
@@ -93,6 +95,7 @@ class SessionOptions:
             vad_signals=bool(setup.explicit_vad_signal or (realtime and realtime.explicit_vad_signal)),
             initial_history=_initial_history(setup.history_config),
             generation=generation_for(setup.model, generations),
+            proactive_audio=bool(setup.proactivity and setup.proactivity.proactive_audio),
         )
 
 

@@ -146,11 +146,20 @@ class Replies:
             await self._send(sm.tool_call_cancellation(pending))
         await self._send(sm.turn_complete(self._usage(record)))
 
+    async def decline(self) -> None:
+        """A user turn the model chose not to answer (proactive audio, proactivity.py): no content,
+        no generationComplete, only the turnComplete that closes it, saying why, with the usage of
+        the context it took in."""
+        metrics.turn_ended("declined")
+        await self._send(sm.turn_complete(self._usage(None), reason="RESPONSE_REJECTED"))
+
     # ------------------------------------------------------------------ one reply
 
     async def _run(self, reply: ReplyRecord) -> None:
         self._record = reply
         try:
+            if reply.turn_ended_at is not None and self.conversation.tools.url_context:
+                await self.tool_calls.read_pages(reply.grounding)  # urlContext: before the model reads the turn
             await self.conversation.fit(self.llm)
             allow_tools = True
             for _ in range(MAX_TOOL_ROUNDS):
@@ -203,6 +212,8 @@ class Replies:
         if reply.grounding.results:
             found = reply.grounding
             await self._send(sm.grounding(grounding_metadata(found.queries, found.results, self._said(reply))))
+        if reply.grounding.urls:
+            await self._send(sm.url_context(reply.grounding.urls))
         await self._send(sm.generation_complete())
         # The handle for the state that includes this turn, before its turnComplete: a client
         # reading turn by turn (the SDK's receive()) gets it within the turn.

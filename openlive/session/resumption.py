@@ -41,6 +41,8 @@ class SavedTurn:
     images: list[str] = field(default_factory=list)  # the latest frames (data URLs), for an LLM that sees
     calls: list[dict[str, Any]] = field(default_factory=list)  # function calls, for native tool calling
     results: list[dict[str, Any]] = field(default_factory=list)  # function results, likewise
+    audio_tokens: int = 0  # of `tokens`: speech, counted by its length
+    tool_tokens: int = 0  # of `tokens`: built-in tools' results
 
 
 @dataclass

@@ -3,10 +3,10 @@
 Owns: blocking calls waiting for their `toolResponse` (generation pauses until every call of a
 `toolCall` is answered, matched by id), NON_BLOCKING calls still owed a result (they survive a
 resumption; one stays open while its results say `willContinue`, and its last result closes it),
-which (function, args) were answered recently, and the code and search tools that run here.
-Touches: the wire (`toolCall`, `executableCode`, `codeExecutionResult`), the conversation history
-(calls and results are written there as text the model reads), the sandbox and the search
-provider. It never starts or stops a reply: the reply room calls `use`, and the session decides
+which (function, args) were answered recently, and the code, search and urlContext tools that
+run here. Touches: the wire (`toolCall`, `executableCode`, `codeExecutionResult`), the conversation
+history (calls and results are written there as text the model reads), the sandbox, the search
+provider and the page reader. It never starts or stops a reply: the reply room calls `use`, and the session decides
 what a background result does (`on_response` returns those turns).
 
 Cancelling a blocked call is the reply's cancellation: the waiting task is cancelled, its
@@ -25,9 +25,10 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from ..engines.search.base import SearchProvider, SearchResult
+from ..engines.search.url_context import Page, UrlReader, find_urls
 from ..protocol import server_messages as sm
 from ..protocol.messages import FunctionResponse, ToolResponse
-from .context import RESULT_ADVICE, Conversation
+from .context import RESULT_ADVICE, Conversation, Turn
 from .tools import RUN_PYTHON, SEARCH, Decision
 
 if TYPE_CHECKING:
@@ -40,10 +41,12 @@ ANSWER_MEMORY_S = 120.0  # a function's answer counts as known this long; asking
 
 @dataclass
 class Grounding:
-    """What search found during one reply, for its `groundingMetadata`."""
+    """What search found during one reply, for its `groundingMetadata`, and the pages urlContext
+    read for it, for its `urlContextMetadata` ((url, URL_RETRIEVAL_STATUS_…) each)."""
 
     queries: list[str] = field(default_factory=list)
     results: list[SearchResult] = field(default_factory=list)
+    urls: list[tuple[str, str]] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -56,12 +59,19 @@ class ResultTurn:
 
 class ToolCalls:
     def __init__(self, *, send: sm.Send, conversation: Conversation, sandbox: Sandbox | None = None,
-                 search: SearchProvider | None = None, waiting: Callable[[], None] = lambda: None) -> None:
+                 search: SearchProvider | None = None, url_reader: UrlReader | None = None,
+                 waiting: Callable[[], None] = lambda: None) -> None:
         self._send = send
         self._waiting = waiting  # the calls are out and the LLM is idle until their results come
         self.conversation = conversation
         self.sandbox = sandbox
         self.search = search
+        self.url_reader = url_reader
+        # urlContext, for the user turn last read: the notes it added (not the user's words, so
+        # their links are not followed) and the URLs read (a turn continued is not read again).
+        self._pages_turn: Turn | None = None
+        self._pages_notes: list[str] = []
+        self._pages_read: set[str] = set()
         self._pending: dict[str, asyncio.Future[FunctionResponse]] = {}  # blocking calls awaiting an answer
         # NON_BLOCKING calls still open (no result yet, or each so far with willContinue): id -> (name, args)
         self.background: dict[str, tuple[str, Any]] = {}
@@ -147,7 +157,8 @@ class ToolCalls:
         self.conversation.append("model", f"[ran Python]\n{code}")
         advice = ("Use this output to answer." if result_outcome == "OUTCOME_OK" else
                   "Fix the program: it must define everything it uses and print the answer. Run it again.")
-        self.conversation.append("user", f"[Python {result_outcome}; output:]\n{output[:4000]}\n{advice}")
+        self.conversation.append("user", f"[Python {result_outcome}; output:]\n{output[:4000]}\n{advice}",
+                                 tool_use=True)
 
     async def _search(self, query: str, grounding: Grounding) -> None:
         results = await self.search.search(query, limit=3) if self.search is not None else []
@@ -155,7 +166,32 @@ class ToolCalls:
         grounding.results.extend(results)
         self.conversation.append("model", f"[searched: {query}]")
         found = "\n".join(f"{i + 1}. {r.title}: {r.snippet}" for i, r in enumerate(results)) or "nothing found"
-        self.conversation.append("user", f"[search results]\n{found}\nAnswer from these results.")
+        self.conversation.append("user", f"[search results]\n{found}\nAnswer from these results.", tool_use=True)
+
+    async def read_pages(self, grounding: Grounding) -> None:
+        """urlContext: read the pages at the URLs in the user's turn, before the model answers it,
+        and put their text (or why not) after the user's words. The server reads every URL the user
+        names (up to [url_context] max_urls): a small model need not decide to, nor copy the URL."""
+        reader = self.url_reader
+        history = self.conversation.history
+        turn = history[-1] if history else None
+        if reader is None or turn is None or turn.role != "user" or turn.results:
+            return
+        if turn is not self._pages_turn:
+            self._pages_turn, self._pages_notes, self._pages_read = turn, [], set()
+        words = turn.text
+        for note in self._pages_notes:
+            words = words.replace(note, "")
+        room = reader.max_urls - len(self._pages_read)
+        urls = [u for u in find_urls(words) if u not in self._pages_read][:max(0, room)]
+        if not urls:
+            return
+        pages = await asyncio.gather(*(reader.read(url, question=words) for url in urls))
+        self._pages_read.update(urls)
+        grounding.urls.extend((page.url, page.status) for page in pages)
+        note = _pages_note(pages)
+        self.conversation.append("user", note, tool_use=True)
+        self._pages_notes.append(note)
 
     # ------------------------------------------------------------------ the client's answers
 
@@ -206,3 +242,17 @@ class ToolCalls:
 
 def _compact(value: Any) -> str:
     return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+
+
+def _pages_note(pages: list[Page]) -> str:
+    """What the model reads of the pages the user named: each page's text, or why it is missing."""
+    lines: list[str] = []
+    for page in pages:
+        if page.ok:
+            named = f" ({page.title})" if page.title else ""
+            lines += [f"[page {page.url}{named}]", page.text, "[end of page]"]
+        else:
+            lines.append(f"[page {page.url} could not be read: {page.error}. Say so; do not guess what it says.]")
+    if any(page.ok for page in pages):
+        lines.append("Answer the user from the page.")
+    return "\n".join(lines)

@@ -16,6 +16,7 @@ from typing import Any
 
 from ..engines.llm.base import ToolCall
 from ..protocol.bounded_json import JSONLimitError, loads
+from ..protocol.errors import invalid_argument
 from ..protocol.messages import FunctionDeclaration, Tool
 
 _OPENAPI_TYPES = {"STRING": "string", "NUMBER": "number", "INTEGER": "integer", "BOOLEAN": "boolean",
@@ -67,11 +68,36 @@ class Function:
         return cls(decl.name, decl.description or "", params, decl.behavior == "NON_BLOCKING")
 
 
+# The kinds of Tool served here (the rest are refused at setup: `refuse_unserved`). urlContext only
+# where the server reads pages ([url_context] enabled).
+SERVED_TOOLS = frozenset({"function_declarations", "code_execution", "google_search", "google_search_retrieval"})
+# What to use instead of a refused tool, where openlive has one that does the same job.
+_INSTEAD = {name: "Please use google_search tool instead." for name in
+            ("retrieval", "enterprise_web_search", "parallel_ai_search", "exa_ai_search", "file_search")}
+
+
+def refuse_unserved(tools: Sequence[Tool] | None, *, url_context: bool) -> None:
+    """Refuse (1007, naming it) a tool this server cannot serve: one that would look enabled to the
+    client and do nothing. The wording is the service's for a tool its model lacks
+    ("google_search_retrieval is not supported. Please use google_search tool instead.").
+
+    Every kind of Tool not served is refused, so a kind a new SDK adds is refused too, not ignored."""
+    served = SERVED_TOOLS | ({"url_context"} if url_context else set())
+    for tool in tools or []:
+        for name in type(tool).model_fields:
+            value = getattr(tool, name)
+            if name not in served and value is not None and value != []:
+                raise invalid_argument(f"{name} is not supported. {_INSTEAD.get(name, '')}".strip())
+
+
 @dataclass
 class ToolSet:
     functions: dict[str, Function] = field(default_factory=dict)
     code_execution: bool = False
     search: bool = False
+    # urlContext: the server reads the pages the user's turn names before the model answers
+    # (tool_calls.py); the model decides nothing, so it is no branch of the router.
+    url_context: bool = False
 
     @classmethod
     def from_setup(cls, tools: list[Tool] | None) -> "ToolSet":
@@ -81,9 +107,11 @@ class ToolSet:
                 toolset.functions[decl.name] = Function.from_declaration(decl)
             toolset.code_execution |= tool.code_execution is not None
             toolset.search |= tool.google_search is not None or tool.google_search_retrieval is not None
+            toolset.url_context |= tool.url_context is not None
         return toolset
 
     def __bool__(self) -> bool:
+        """Whether the model chooses among tools (the router): urlContext alone is no choice."""
         return bool(self.functions) or self.code_execution or self.search
 
     def schema(self, *, allow_tools: bool = True, exclude: Collection[str] = ()) -> dict[str, Any]:

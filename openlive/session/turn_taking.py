@@ -23,6 +23,10 @@ When the user stops talking (automatic mode):
    `inputTranscription` if asked for, and hands the text to the session, which appends it to the
    conversation and starts the reply. An empty transcript (a cough, a breath) is no turn.
 
+While the user speaks, sessions on a model whose generation streams captions (2.x) get the words
+that have settled as interim `inputTranscription` pieces; the turn's transcript then completes
+them (`input_transcription.py`: cadence, cost, and how the pieces add up to the final text).
+
 With `explicitVadSignal`, `voiceActivity` and `voiceActivityDetectionSignal` tell the client
 where the start and the end of each activity fell in its audio stream.
 
@@ -46,6 +50,7 @@ from ..protocol.messages import RealtimeInput
 from .activity import Activity
 from .context import AUDIO_TOKENS_PER_SECOND
 from .end_of_turn import EndOfTurnPolicy, TextTurnModel, TurnModel
+from .input_transcription import InterimTranscription, Stabilizer
 from .options import SessionOptions
 from .user_audio import UserAudio, VoiceActivityModel
 
@@ -90,7 +95,7 @@ class TurnTaking:
     def __init__(self, *, options: SessionOptions, host: TurnHost, ledger: AudioLedger, send: sm.Send,
                  asr: Recognizer | None, vad_factory: Callable[[], VoiceActivityModel] | None,
                  turn_model: TurnModel | None = None, text_model: TextTurnModel | None = None,
-                 policy: EndOfTurnPolicy | None = None) -> None:
+                 policy: EndOfTurnPolicy | None = None, interim_every_s: float = 0.0) -> None:
         self.options = options
         self.host = host
         self.ledger = ledger
@@ -111,6 +116,13 @@ class TurnTaking:
         # Where in the stream (its clock, `UserAudio.heard_s`) the models said this pause ends the
         # turn: audio time, not wall time, so a client streaming faster than real time is judged alike.
         self._end_at: float | None = None
+        # Live captions (`interim_every_s` of new speech between readings; 0: off), where the
+        # client asked for inputTranscription and the model's generation streams it.
+        self.interim: InterimTranscription | None = None
+        self._finishing: asyncio.Task[Transcript] | None = None  # a pause's reading, kept for captions
+        if interim_every_s > 0 and options.input_transcription and options.generation.interim_input_transcription:
+            self.interim = InterimTranscription(every_s=interim_every_s, recognize=self._interim_text,
+                                                send=self._send_interim, idle=self._idle)
 
     @property
     def manual(self) -> bool:
@@ -129,6 +141,8 @@ class TurnTaking:
         """Manual mode: the client says the user started speaking."""
         await self.host.on_speech_start()
         (await self._audio_input()).start_capture()
+        if self.interim is not None:
+            self.interim.started()
 
     def activity_end(self) -> None:
         """Manual mode: the client says the user stopped speaking."""
@@ -162,6 +176,8 @@ class TurnTaking:
             if activity is Activity.START:
                 await self._signal("ACTIVITY_START", "VAD_SIGNAL_TYPE_SOS", offset)
                 await self.host.on_speech_start()
+                if self.interim is not None:
+                    self.interim.started()
             elif activity is Activity.PAUSE:
                 if Activity.END in activities[i + 1:]:
                     # The turn ends in this same message (a big chunk, or a replay): the utterance is
@@ -173,6 +189,10 @@ class TurnTaking:
                 self._speculative = asyncio.create_task(self._recognize(utterance))
                 if self.policy.early_reply:
                     self._speculative.add_done_callback(self._heard)
+                if self.interim is not None:  # a reading of the utterance so far: captions use it too
+                    self.interim.counted(audio.utterance_s)
+                    current = self.interim.current
+                    self._speculative.add_done_callback(lambda task: self._offer(task, current))
                 if self.turn_model is not None or self.text_model is not None:
                     quiet_since = offset - self.policy.check_ms / 1000
                     self._verdict = asyncio.create_task(self._judge_pause(utterance, self._speculative, quiet_since))
@@ -182,6 +202,12 @@ class TurnTaking:
                 self._end_turn(offset)
         if self._end_at is not None and audio.speaking and audio.heard_s >= self._end_at:
             self._end_turn(audio.heard_s)  # the quiet the models called for has passed
+        interim = self.interim
+        # A caption reading only mid-speech: not in a pause (its speculative reading is under way,
+        # or may start in a frame or two, and must not queue behind this one).
+        if (interim is not None and audio.speaking and self._speculative is None and not audio.quiet
+                and interim.due(audio.utterance_s)):
+            interim.read(audio.utterance(), audio.utterance_s)
 
     async def _judge_pause(self, utterance: bytes, transcript: asyncio.Task[Transcript], quiet_since: float) -> None:
         """Ask the end-of-turn models about this pause; the turn ends after the quiet they call for."""
@@ -236,12 +262,38 @@ class TurnTaking:
     def _heard(self, transcript: asyncio.Task[Transcript]) -> None:
         # Only while the turn is still undecided: once it has ended, its reply starts anyway.
         if transcript is self._speculative and not transcript.cancelled() and transcript.exception() is None:
-            self.host.words_heard(transcript.result().text.strip())
+            text = transcript.result().text.strip()
+            captions = self.interim.current if self.interim is not None else None
+            # The text the turn will record if it ends now (with live captions, their words as sent).
+            self.host.words_heard(captions.text_for(text) if captions is not None else text)
+
+    def _offer(self, transcript: asyncio.Task[Transcript], stabilizer: Stabilizer | None) -> None:
+        if self.interim is not None and not transcript.cancelled() and transcript.exception() is None:
+            self.interim.offer(stabilizer, transcript.result().text.strip())
+
+    def _idle(self) -> bool:
+        """Nothing else wants the CPU now: no recognition queued or running (any session's), no
+        LLM, speech or end-of-turn model at work. Captions wait; replies must not."""
+        return not getattr(self.asr, "busy", False) and not metrics.busy("llm", "tts", "turn")
+
+    async def _interim_text(self, pcm: bytes) -> str:
+        return (await self._recognize(pcm)).text.strip()
+
+    async def _send_interim(self, piece: str) -> None:
+        await self._send(sm.input_transcription(piece, finished=False))
 
     def _drop_speculation(self) -> None:
-        if self._speculative is not None:
+        speculative = self._speculative
+        if speculative is not None:
             self.host.words_withdrawn()
-        for task in (self._speculative, self._verdict):
+            if self.interim is not None and not speculative.done():
+                # Stale for the turn, not for captions: a reading of the utterance so far. It runs
+                # to its end (the worker would finish it anyway) and captions take it (`_offer`);
+                # only the newest such reading is kept.
+                if self._finishing is not None:
+                    self._finishing.cancel()
+                self._finishing, speculative = speculative, None
+        for task in (speculative, self._verdict):
             if task is not None:
                 task.cancel()
         self._speculative = self._verdict = None
@@ -258,7 +310,8 @@ class TurnTaking:
         # The utterance now lives in the user turn's task: until it is history, the session is busy.
         self.ledger.utterance_taken()
         speculative, self._speculative = self._speculative, None
-        self.host.spawn(self._user_turn(pcm, speculative, offset, time.monotonic()))
+        captions = self.interim.take() if self.interim is not None else None
+        self.host.spawn(self._user_turn(pcm, speculative, offset, time.monotonic(), captions))
 
     async def _signal(self, activity: str, vad_signal: str, offset: float) -> None:
         if self.options.vad_signals:
@@ -271,7 +324,7 @@ class TurnTaking:
             return await self.asr.transcribe(pcm, self.options.language)
 
     async def _user_turn(self, pcm: bytes, speculative: asyncio.Task[Transcript] | None,
-                         end_offset: float | None, ended_at: float) -> None:
+                         end_offset: float | None, ended_at: float, captions: Stabilizer | None = None) -> None:
         if end_offset is not None:
             # First, so the client hears of the end before the transcription and the reply.
             await self._signal("ACTIVITY_END", "VAD_SIGNAL_TYPE_EOS", end_offset)
@@ -284,21 +337,28 @@ class TurnTaking:
             self.host.fail(internal_error())
             return
         text = transcript.text.strip()
+        if captions is not None:  # live captions were sent: the last piece completes them into `text`
+            text = captions.text_for(text)
         log.info("user said %r (%.1f s of audio)", text, len(pcm) / BYTES_PER_SECOND)
+        last_piece = captions.finish(text) if captions is not None else None
         if not text:
+            if last_piece is not None and self.options.input_transcription:
+                await self._send(sm.input_transcription(last_piece))  # the captions end here
             return  # noise, a cough, or a breath: no turn
         if self.options.input_transcription:
-            await self._send(sm.input_transcription(text))
+            await self._send(sm.input_transcription(text if last_piece is None else last_piece))
         # The service counts what was heard, not what was written down: speech by its length.
         await self.host.take_user_turn(text, tokens=round(len(pcm) / BYTES_PER_SECOND * AUDIO_TOKENS_PER_SECOND),
                                        ended_at=ended_at, spoken=True)
 
     async def aclose(self) -> None:
-        tasks = [t for t in (self._speculative, self._verdict) if t is not None]
-        self._speculative = self._verdict = None
+        tasks = [t for t in (self._speculative, self._verdict, self._finishing) if t is not None]
+        self._speculative = self._verdict = self._finishing = None
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
+        if self.interim is not None:
+            await self.interim.aclose()
 
 
 def _p(probability: float | None) -> str:

@@ -169,6 +169,17 @@ class UserAudio:
     def speaking(self) -> bool:
         return self.detector.speaking if self.detector else self.capturing
 
+    @property
+    def utterance_s(self) -> float:
+        """How long the current turn's audio is so far, in seconds (cheap: nothing is copied)."""
+        start = 0 if self.include_all_input else self._start
+        return (len(self._audio) - start) / (2 * RATE)
+
+    @property
+    def quiet(self) -> bool:
+        """The last frame the detector heard was not speech (a pause may be starting)."""
+        return self.detector is not None and self.detector.quiet_ms > 0
+
     def utterance(self) -> bytes:
         """The audio of the current turn so far (with a short tail after the last speech)."""
         start = 0 if self.include_all_input else self._start

@@ -5,6 +5,12 @@ The config and every message are built by walking google-genai's own types (test
 sdk_fields.py), so a field a new SDK adds is sent here without editing this file. Fields the SDK
 refuses to send to the Gemini API are left out, as are the few whose value must name something
 that exists (a resumption handle). The LLM is the scripted engine: the same replies every run.
+
+Kinds of Tool this server cannot serve (google_maps, file_search, computer_use, mcp_servers, …) are
+left out of the everything-config too: they are valid fields, refused on purpose at setup (1007,
+naming the tool, as the service refuses a tool its model lacks) because accepted they would look
+enabled and do nothing. `test_a_tool_this_server_cannot_serve_is_refused_at_setup_naming_it`
+sends each one, and tests/unit/test_sdk_fields.py walks the SDK's Tool type for kinds to come.
 """
 
 from __future__ import annotations
@@ -52,6 +58,9 @@ VALUES: f.Values = {
 # Fields whose value must name something that exists: a handle names a stored session (resumption
 # has tests of its own).
 NAMES_SOMETHING = {("session_resumption", "handle")}
+# The kinds of Tool openlive serves; the others are refused at setup, naming the tool.
+SERVED_TOOLS = {"function_declarations", "code_execution", "google_search", "google_search_retrieval", "url_context"}
+REFUSED_TOOLS = sorted(set(types.Tool.model_fields) - SERVED_TOOLS)
 
 
 @pytest.fixture(scope="module")
@@ -114,7 +123,7 @@ def _client(server) -> genai.Client:
 @pytest.mark.parametrize("automatic", [False, True], ids=["activity-signals", "automatic-activity"])
 async def test_every_field_of_every_message_kind_is_accepted(server, automatic: bool) -> None:
     """A config with every field, then every kind of client message with every field: no 1007."""
-    config = every(types.LiveConnectConfig, f.setup_frame, NAMES_SOMETHING)
+    config = every(types.LiveConnectConfig, f.setup_frame, NAMES_SOMETHING | {("tools", t) for t in REFUSED_TOOLS})
     detection = config.realtime_input_config.automatic_activity_detection
     config.realtime_input_config.automatic_activity_detection = detection.model_copy(update={"disabled": not automatic})
     # The deprecated generation_config, and speech_config's voice, are sent too (walked like the rest).
@@ -154,7 +163,8 @@ async def test_every_field_of_every_message_kind_is_accepted(server, automatic: 
                 await session.send(input=types.LiveClientRealtimeInput(media_chunks=[realtime.media]))
 
                 # contextUpdate with every field of Content and Tool.
-                update = every(types.LiveClientMessage, f.message_frame).context_update
+                update = every(types.LiveClientMessage, f.message_frame,
+                               {("context_update", "tools", "tools", t) for t in REFUSED_TOOLS}).context_update
                 await session.send_context_update(system_instruction=update.system_instruction,
                                                   tools=update.tools.tools)
 
@@ -166,6 +176,21 @@ async def test_every_field_of_every_message_kind_is_accepted(server, automatic: 
     log = server.log()[mark:]
     assert "closing 1007" not in log, log[-3000:]
     assert "accepted but not acted on: " in log and "setup.generation_config.thinking_config" in log
+
+
+@pytest.mark.parametrize("name", REFUSED_TOOLS)
+async def test_a_tool_this_server_cannot_serve_is_refused_at_setup_naming_it(server, name: str) -> None:
+    config = f.only(types.LiveConnectConfig, ("tools", name), values=VALUES)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            f.setup_frame(config)
+    except ValueError as exc:  # Vertex only: the SDK will not send it to this (Gemini API) endpoint
+        pytest.skip(f"the SDK refuses to send it: {str(exc).splitlines()[0]}")
+    with pytest.raises(errors.APIError) as caught:
+        async with _client(server).aio.live.connect(model=MODEL, config=config) as session:
+            await _turn(session, timeout=10)
+    assert caught.value.code == 1007 and f"{name} is not supported." in str(caught.value), caught.value
 
 
 async def test_a_non_blocking_call_keeps_its_results_until_the_last(server) -> None:

@@ -3,7 +3,9 @@ and stops when they talk over it. Real recorded speech, streamed at real-time pa
 
 from __future__ import annotations
 
+import ast
 import asyncio
+import re
 import time
 from pathlib import Path
 
@@ -76,6 +78,12 @@ def has(field):
     return lambda m: bool(m.server_content and getattr(m.server_content, field))
 
 
+def turn_heard(m) -> bool:
+    """The transcription that ends the user's turn: the last piece of live captions (2.x), or the only one."""
+    return bool(m.server_content and m.server_content.input_transcription
+                and m.server_content.input_transcription.finished)
+
+
 def config(**extra) -> types.LiveConnectConfig:
     return types.LiveConnectConfig(response_modalities=["AUDIO"], input_audio_transcription={},
                                    output_audio_transcription={}, **extra)
@@ -111,10 +119,38 @@ async def test_the_llm_starts_in_the_pause_and_nothing_is_heard_before_the_turn_
     # The reply's LLM request was the one started in the pause, before the turn ended...
     assert sample(scrape(embedded_server), "openlive_early_replies_total", outcome="used") >= before + 1
     # ...and its speech still came only after the user's turn was over and transcribed.
-    heard_at, _ = heard.first(lambda m: bool(m.server_content and m.server_content.input_transcription))
+    heard_at, _ = heard.first(turn_heard)
     spoken_at, _ = heard.first(lambda m: bool(m.data))
     assert heard_at <= spoken_at
     assert wer(UTTERANCE_TEXT, heard.input_text()) < 0.2, heard.input_text()
+
+
+async def test_live_captions_arrive_while_the_user_is_still_speaking(embedded_server):
+    """Issue 24: on a 2.x model the user's words come while they speak, as Google streams them:
+    interim inputTranscription pieces (new words only, finished false), then the last piece
+    (finished true); the pieces add up to exactly the text the conversation recorded.
+
+    "While they speak": received before the client has sent the utterance's last audio chunk
+    (streamed at real-time pace, so the server cannot have heard its end yet)."""
+    log_from = len(embedded_server.log())
+    async with connect(embedded_server, config(temperature=0, max_output_tokens=20), key="k") as session:
+        heard = Collector(session)
+        await stream(session, silence(0.5) + UTTERANCE)  # 4.1 s of speech, ending with its last word
+        speech_sent = time.monotonic()
+        sender = asyncio.create_task(stream(session, silence(END_S)))
+        await heard.wait(turn_heard, timeout=60)
+        await heard.wait(has("turn_complete"), timeout=90)
+        sender.cancel()
+        await heard.close()
+    pieces = [(t, m.server_content.input_transcription) for t, m in heard.messages
+              if m.server_content and m.server_content.input_transcription]
+    while_speaking = [p.text for t, p in pieces if t < speech_sent]
+    assert len(while_speaking) >= 2, [(round(t - speech_sent, 2), p.text) for t, p in pieces]
+    assert [p.finished for _, p in pieces] == [False] * (len(pieces) - 1) + [True]
+    text = "".join(p.text for _, p in pieces)
+    said = re.findall(r"user said ('(?:[^'\\]|\\.)*'|\"(?:[^\"\\]|\\.)*\")", embedded_server.log()[log_from:])
+    assert said and text == ast.literal_eval(said[-1]), (text, said)
+    assert wer(UTTERANCE_TEXT, text) < 0.2, text
 
 
 async def test_barge_in_stops_the_reply_and_no_interruption_lets_it_finish(scripted_server):
@@ -153,7 +189,7 @@ async def test_manual_activity_mode(scripted_server):
         heard = Collector(session)
         await session.send_realtime_input(activity_start=types.ActivityStart())
         await stream(session, UTTERANCE + silence(1.5))
-        assert not heard.first(has("input_transcription"))  # silence does not end a manual turn
+        assert not heard.first(turn_heard)  # silence does not end a manual turn
         await session.send_realtime_input(activity_end=types.ActivityEnd())
         await heard.wait(lambda m: bool(m.data))  # answered in speech
         await heard.close()
@@ -184,7 +220,7 @@ async def test_silence_duration_and_audio_stream_end_decide_when_the_turn_ends(s
             await stream(session, UTTERANCE)
             speech_end = time.monotonic()
             await stream(session, silence(2.5))
-            arrived, _ = await heard.wait(has("input_transcription"))
+            arrived, _ = await heard.wait(turn_heard)
             waited[silence_ms] = arrived - speech_end
             await heard.close()
     assert waited[1600] - waited[600] > 0.7, waited
@@ -196,7 +232,7 @@ async def test_silence_duration_and_audio_stream_end_decide_when_the_turn_ends(s
         await stream(session, UTTERANCE)
         speech_end = time.monotonic()
         await session.send_realtime_input(audio_stream_end=True)
-        arrived, _ = await heard.wait(has("input_transcription"))
+        arrived, _ = await heard.wait(turn_heard)
         await heard.close()
     assert arrived - speech_end < waited[1600] - 0.6, (arrived - speech_end, waited)
     assert wer(UTTERANCE_TEXT, heard.input_text()) < 0.2

@@ -171,7 +171,7 @@ def test_server_messages_from_openlive_parse():
     assert audio.audio == pcm and audio.audio_rate == 24000 and audio.text is None
     [text] = parse_all(sm.model_turn([sm.text_part("Hello "), {"text": "hmm", "thought": True}, sm.text_part("you")]))
     assert text.text == "Hello you" and text.thought == "hmm" and len(text.parts) == 3
-    [done] = parse_all(sm.turn_complete(sm.Usage(prompt_tokens=3, response_tokens=4)))
+    [done] = parse_all(sm.turn_complete(sm.Usage({"TEXT": 3}, {"TEXT": 4})))
     assert done.turn_complete and done.usage["totalTokenCount"] == 7
     [heard] = parse_all(sm.input_transcription("it was", finished=True))
     assert heard.input_transcription == "it was" and heard.input_transcription_finished

@@ -15,7 +15,7 @@ from google.genai import _common, _live_converters, live
 from google.genai import types as gt
 
 from openlive.protocol.errors import ProtocolError
-from openlive.protocol.messages import Setup
+from openlive.protocol.messages import ProactivityConfig, Setup
 from openlive.server.ephemeral import (
     TokenGrant,
     TokenRequestError,
@@ -499,18 +499,18 @@ def test_snake_constraint_matches_camel_client():
         "contextWindowCompression": {"slidingWindow": {"targetTokens": 1000}},
     })
     effective = apply_constraints(client, grant)
-    assert effective.proactivity == {"proactiveAudio": True}  # the client's own casing, not doubled
+    assert effective.proactivity is not None and effective.proactivity.proactive_audio is True
     with pytest.raises(ProtocolError) as exc_info:
-        apply_constraints(client.model_copy(update={"proactivity": {"proactive_audio": False}}), grant)
+        apply_constraints(client.model_copy(update={"proactivity": ProactivityConfig(proactive_audio=False)}), grant)
     assert_locked(exc_info, "proactivity.proactiveAudio")
 
 
 def test_loose_dict_fields_merge_without_duplicating_keys():
-    grant = grant_for({"bidiGenerateContentSetup": {"proactivity": {"proactive_audio": True}},
+    grant = grant_for({"bidiGenerateContentSetup": {"history_config": {"initial_history_in_client_content": True}},
                        "fieldMask": "generationConfig.temperature"})
-    effective = apply_constraints(Setup.model_validate({"model": "m", "proactivity": {"proactiveAudio": False}}),
-                                  grant)
-    assert effective.proactivity == {"proactiveAudio": False}
+    effective = apply_constraints(Setup.model_validate(
+        {"model": "m", "historyConfig": {"initialHistoryInClientContent": False}}), grant)
+    assert effective.history_config == {"initialHistoryInClientContent": False}  # the client's casing, not doubled
 
 
 def test_schema_property_names_are_user_data():

@@ -7,6 +7,13 @@ setup also as it goes to Vertex, for a gateway in front of openlive), and parses
 server does. Each enum field is tried with every member. A field the converters refuse ("… not
 supported in Gemini API") is skipped with their reason. Wrong shapes and names no SDK defines are
 still 1007, naming the field.
+
+Tools are the one place where a field that parses can still end the session: a kind of Tool this
+server cannot serve (google_maps, file_search, computer_use, mcp_servers, retrieval, …) would look
+enabled to the client and do nothing, so the session refuses it at setup, 1007 naming it, as the
+service refuses a tool its model lacks. Those are valid fields refused on purpose, not a parser
+bug: the walk still parses them, and `test_each_kind_of_tool_is_served_or_refused_by_name` walks
+the SDK's Tool type so that a kind a new SDK adds is refused by name too, never silently ignored.
 """
 
 from __future__ import annotations
@@ -180,3 +187,38 @@ def test_a_field_in_both_spellings_counts_once_the_later_one_winning() -> None:
     later_snake = parse_client_frame('{"setup": {"model": "m", "generationConfig": '
                                      '{"enableAffectiveDialog": true, "enable_affective_dialog": false}}}')
     assert later_snake.generation_config.enable_affective_dialog is False
+
+
+# The kinds of Tool this server serves; every other kind of the SDK's Tool is refused by name.
+SERVED_TOOLS = {"function_declarations", "code_execution", "google_search", "google_search_retrieval", "url_context"}
+
+
+@pytest.mark.parametrize("name", sorted(types.Tool.model_fields))
+async def test_each_kind_of_tool_is_served_or_refused_by_name(name: str) -> None:
+    from openlive.config import UrlContextConfig
+    from openlive.engines.llm.scripted import ScriptedEngine
+    from openlive.engines.search.url_context import UrlReader
+    from openlive.session.live_session import LiveSession
+
+    config = f.only(types.LiveConnectConfig, ("tools", name))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        try:
+            frame = f.setup_frame(config)
+        except ValueError:  # a Vertex-only tool ("… not supported in Gemini API"): as a gateway sends it
+            frame = f.vertex_setup_frame(config)
+    setup = parse_client_frame(json.dumps(frame))  # it parses: the field is valid
+
+    async def send(message: dict) -> None:
+        pass
+
+    def open_session() -> LiveSession:
+        return LiveSession(setup, llm=ScriptedEngine("s"), send=send, url_reader=UrlReader(UrlContextConfig()))
+
+    if name in SERVED_TOOLS:
+        await open_session().aclose()
+    else:
+        with pytest.raises(ProtocolError) as caught:
+            open_session()
+        assert caught.value.code == 1007 and caught.value.reason.startswith(f"{name} is not supported."), \
+            caught.value.reason

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from concurrent.futures import ThreadPoolExecutor
+import threading
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Protocol
 
 import numpy as np
@@ -30,14 +31,30 @@ class SharedASR:
         self.model = model
         self.executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="asr")
         self._slots = asyncio.Semaphore(workers + max_waiting)
+        # Recognitions handed to the worker and not finished, those a cancelled session no longer
+        # waits for included (the worker runs them anyway): what `busy` reads.
+        self._jobs = 0
+        self._jobs_lock = threading.Lock()
+
+    @property
+    def busy(self) -> bool:
+        """Recognition is queued or running: optional work (live captions) should wait."""
+        return self._jobs > 0
 
     async def load(self) -> None:
         await asyncio.get_running_loop().run_in_executor(self.executor, self.model.load)
 
     async def transcribe(self, pcm16k: bytes | np.ndarray, language: str | None = None) -> Transcript:
         async with self._slots:
-            loop = asyncio.get_running_loop()
-            return await loop.run_in_executor(self.executor, self.model.transcribe, pcm16k, language)
+            job = self.executor.submit(self.model.transcribe, pcm16k, language)
+            with self._jobs_lock:
+                self._jobs += 1
+            job.add_done_callback(self._job_done)
+            return await asyncio.wrap_future(job)
+
+    def _job_done(self, _job: Future[Transcript]) -> None:  # on the worker thread, or here if cancelled
+        with self._jobs_lock:
+            self._jobs -= 1
 
     def close(self) -> None:
         self.executor.shutdown(wait=False, cancel_futures=True)

@@ -7,7 +7,8 @@ must stop generation promptly: that is how barge-in and interruption reach the m
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import math
+from dataclasses import dataclass, field, replace
 from typing import Any, AsyncIterator, Protocol, runtime_checkable
 
 
@@ -103,6 +104,9 @@ class LLMEngine(Protocol):
     # `ToolCallsMade`); otherwise the session asks for JSON that names the tool ("grammar").
     # Optional `async warm(request)`: read a request into the server's prompt cache ahead of time
     # (session/read_ahead.py); an engine without it simply reads everything when asked.
+    # Optional `async yes_probability(request) -> float | None`: P("yes") for a request whose answer
+    # is yes or no, from the first token's log-probs (session/proactivity.py); `yes_probability()`
+    # below asks any other engine for the word itself.
 
     async def start(self) -> None:
         """Load weights or check the remote server; called once before the first request."""
@@ -125,3 +129,41 @@ async def count_tokens(engine: LLMEngine, text: str) -> int:
     if counter is None:
         return estimate_tokens(text)
     return int(await counter(text))
+
+
+# What an engine without `yes_probability` is asked to write: one of two JSON strings.
+YES_NO_SCHEMA: dict[str, Any] = {"type": "string", "enum": ["yes", "no"]}
+
+
+def yes_no_share(top: list[tuple[str, float]]) -> float | None:
+    """P(yes) / (P(yes) + P(no)) from a first token's top (token, logprob) pairs; "Yes", " no" and
+    the like count; None when neither word is among them."""
+    yes = no = 0.0
+    for token, logprob in top:
+        word = token.strip().strip('"').lower()
+        if word == "yes":
+            yes += math.exp(logprob)
+        elif word == "no":
+            no += math.exp(logprob)
+    return yes / (yes + no) if yes + no > 0 else None
+
+
+def yes_or_no(text: str) -> float | None:
+    """1.0 or 0.0 for an answer that is the word yes or no (as JSON or plain, any case); else None."""
+    word = text.strip().strip('"').strip().rstrip(".!").lower()
+    return 1.0 if word == "yes" else 0.0 if word == "no" else None
+
+
+async def yes_probability(engine: LLMEngine, request: ChatRequest) -> float | None:
+    """P("yes") for a yes/no question: the engine's own `yes_probability` when it has one, else the
+    answer it writes under YES_NO_SCHEMA (1.0 or 0.0); None when it gives neither."""
+    own = getattr(engine, "yes_probability", None)
+    if own is not None:
+        return await own(request)
+    # The JSON string is a few tokens ('"', 'yes', '"'): room for them whatever the request allowed.
+    asked = replace(request, json_schema=YES_NO_SCHEMA, params=replace(request.params, max_tokens=4))
+    text = ""
+    async for chunk in engine.stream(asked):
+        if isinstance(chunk, TextDelta):
+            text += chunk.text
+    return yes_or_no(text)

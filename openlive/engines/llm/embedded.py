@@ -165,6 +165,11 @@ class EmbeddedLlamaEngine:
         if self._client is not None:
             await self._client.warm(request)
 
+    async def yes_probability(self, request: ChatRequest) -> float | None:
+        if self._client is None:
+            raise EngineError(f"LLM engine {self.name!r} is not started")
+        return await self._client.yes_probability(request)
+
     async def count_tokens(self, text: str) -> int:
         if self._client is None:
             return estimate_tokens(text)

@@ -10,12 +10,13 @@ from __future__ import annotations
 import json
 import logging
 from contextlib import aclosing
+from dataclasses import replace
 from typing import Any, AsyncIterator
 
 import httpx
 
 from .base import (ChatChunk, ChatMessage, ChatRequest, EngineError, Finished, TextDelta, ToolCall, ToolCallsMade,
-                   estimate_tokens)
+                   estimate_tokens, yes_no_share, yes_or_no)
 
 log = logging.getLogger(__name__)
 
@@ -140,6 +141,30 @@ class OpenAICompatEngine:
             raise EngineError(f"LLM engine {self.name!r}: {type(exc).__name__}: {exc}") from exc
         if response.status_code >= 400:
             raise EngineError(f"LLM engine {self.name!r}: HTTP {response.status_code}: {response.text[:300]}")
+
+    async def yes_probability(self, request: ChatRequest) -> float | None:
+        """P("yes") for a request whose answer is yes or no: one token is generated, and the share
+        of "yes" against "no" among its top log-probs is the answer (llama.cpp and vLLM give them
+        from the raw distribution). A server that gives no log-probs is read by the token it wrote."""
+        body = {**self._body(replace(request, json_schema=None)), "stream": False, "max_tokens": 1,
+                "logprobs": True, "top_logprobs": 10}
+        body.pop("stream_options", None)
+        try:
+            response = await self._client.post(f"{self.base_url}/chat/completions", json=body)
+        except httpx.HTTPError as exc:
+            raise EngineError(f"LLM engine {self.name!r}: {type(exc).__name__}: {exc}") from exc
+        if response.status_code >= 400:
+            raise EngineError(f"LLM engine {self.name!r}: HTTP {response.status_code}: {response.text[:300]}")
+        try:
+            choice = response.json()["choices"][0]
+            first = ((choice.get("logprobs") or {}).get("content") or [{}])[0]
+            top = [(str(t["token"]), float(t["logprob"])) for t in first.get("top_logprobs") or ()
+                   if isinstance(t, dict) and "token" in t and "logprob" in t]
+            text = (choice.get("message") or {}).get("content") or ""
+        except (ValueError, KeyError, IndexError, TypeError, AttributeError) as exc:
+            raise EngineError(f"LLM engine {self.name!r}: an answer that is not a chat completion: {exc}") from exc
+        share = yes_no_share(top)
+        return share if share is not None else yes_or_no(text)
 
     async def count_tokens(self, text: str) -> int:
         """The model's own token count, from the server's /tokenize (llama.cpp, vLLM); else an estimate."""

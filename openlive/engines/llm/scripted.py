@@ -102,7 +102,8 @@ class ScriptedEngine:
 
     def _turn(self, request: ChatRequest, user: str) -> str:
         """The reply text, or with tools declared the JSON turn openlive's router expects."""
-        if request.json_schema is None:
+        if request.json_schema is None or "enum" in request.json_schema:
+            # No schema, or a choice of words (a yes/no question): the rule's text as it is.
             return self.reply_for(user, request)
         rule = self.rule_for(user)
         # A tool's result comes back as the last "user" message: then the script reports it.
