@@ -136,7 +136,13 @@ async def test_interrupting_during_a_pending_call_cancels_it(embedded_server):
                     if message.tool_call_cancellation:
                         return
 
-        await asyncio.wait_for(until_cancelled(), 30)
+        try:
+            await asyncio.wait_for(until_cancelled(), 60)
+        except asyncio.TimeoutError:
+            # Rare under load: say what did arrive, and what the server did, to find out why.
+            received = [m.model_dump(exclude_none=True, exclude={"server_content": {"model_turn"}}) for m in rest]
+            server_log = "\n".join(embedded_server.log_path.read_text().splitlines()[-40:])
+            raise AssertionError(f"no toolCallCancellation in 60 s; received {received}\n{server_log}") from None
     cancellation = next(m.tool_call_cancellation for m in rest if m.tool_call_cancellation)
     assert cancellation.ids == [call.id]
 
