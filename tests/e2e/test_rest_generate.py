@@ -192,6 +192,21 @@ def test_generate_content_stream_streams_the_answer_in_pieces(server, version):
     assert len({c.response_id for c in chunks}) == 1
 
 
+def test_the_vertex_path_counts_and_generates_too(server):
+    """The other API path: the SDK in Vertex mode (an express-mode key) calls
+    /v1beta1/publishers/google/models/{model}:countTokens, :generateContent and :streamGenerateContent."""
+    vertex = genai.Client(vertexai=True, api_key=KEY, http_options=types.HttpOptions(base_url=server.base_url))
+    _CLIENTS.append(vertex)
+    counted = vertex.models.count_tokens(model=MODEL, contents="The quick brown fox jumps over the lazy dog.")
+    assert counted.total_tokens == client(server, None).models.count_tokens(
+        model=MODEL, contents="The quick brown fox jumps over the lazy dog.").total_tokens > 0
+    response = vertex.models.generate_content(model=MODEL, contents="What is the capital of France?")
+    assert response.text == "The capital of France is Paris."
+    assert response.usage_metadata.candidates_token_count > 0
+    chunks = list(vertex.models.generate_content_stream(model=MODEL, contents="Count to sixteen, a long list please."))
+    assert len(chunks) > 3 and "".join(c.text or "" for c in chunks).endswith("fifteen sixteen")
+
+
 async def test_the_async_client_streams_too(server):
     api = client(server, "v1alpha").aio
     try:
