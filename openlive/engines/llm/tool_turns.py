@@ -95,6 +95,8 @@ _JUDGE_SYSTEM = "You decide whether an assistant should call a tool before answe
 # held-out indirect questions instead of 34 (bench/tool_decision.py). Writing a call's arguments
 # beside the judge (two slots, one batch) was slower on 2 cores, not faster: reading is compute-bound,
 # and a "no" left the conversation's slot busy, so the answer re-read its whole prompt elsewhere.
+# Reading each tool's judge prompt ahead at session start did not help either: the judgment
+# landed on another llama.cpp slot and read it all again (4 parallel slots, sessions rotating).
 _JUDGE_QUESTION = "Could a good answer depend on information that this tool returns? Answer yes or no."
 _YES_NO = '%llguidance {}\nstart: "yes" | "no" | "Yes" | "No"\n'
 
