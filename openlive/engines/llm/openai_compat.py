@@ -133,7 +133,11 @@ class OpenAICompatEngine:
         """Have the server read `request` into its prompt cache, generating one token that is dropped:
         a later request that starts the same way reads only what follows (llama.cpp's cache_prompt,
         vLLM's prefix caching)."""
-        body = {**self._body(request), "stream": False, "max_tokens": 1}
+        await self._one_token(request)
+
+    async def _one_token(self, request: ChatRequest, **extra: Any) -> httpx.Response:
+        """A chat completion of one token, not streamed; HTTP failures raise EngineError."""
+        body = {**self._body(request), "stream": False, "max_tokens": 1, **extra}
         body.pop("stream_options", None)
         try:
             response = await self._client.post(f"{self.base_url}/chat/completions", json=body)
@@ -141,20 +145,13 @@ class OpenAICompatEngine:
             raise EngineError(f"LLM engine {self.name!r}: {type(exc).__name__}: {exc}") from exc
         if response.status_code >= 400:
             raise EngineError(f"LLM engine {self.name!r}: HTTP {response.status_code}: {response.text[:300]}")
+        return response
 
     async def yes_probability(self, request: ChatRequest) -> float | None:
         """P("yes") for a request whose answer is yes or no: one token is generated, and the share
         of "yes" against "no" among its top log-probs is the answer (llama.cpp and vLLM give them
         from the raw distribution). A server that gives no log-probs is read by the token it wrote."""
-        body = {**self._body(replace(request, json_schema=None)), "stream": False, "max_tokens": 1,
-                "logprobs": True, "top_logprobs": 10}
-        body.pop("stream_options", None)
-        try:
-            response = await self._client.post(f"{self.base_url}/chat/completions", json=body)
-        except httpx.HTTPError as exc:
-            raise EngineError(f"LLM engine {self.name!r}: {type(exc).__name__}: {exc}") from exc
-        if response.status_code >= 400:
-            raise EngineError(f"LLM engine {self.name!r}: HTTP {response.status_code}: {response.text[:300]}")
+        response = await self._one_token(replace(request, json_schema=None), logprobs=True, top_logprobs=10)
         try:
             choice = response.json()["choices"][0]
             first = ((choice.get("logprobs") or {}).get("content") or [{}])[0]
