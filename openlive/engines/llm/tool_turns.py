@@ -97,6 +97,8 @@ _JUDGE_SYSTEM = "You decide whether an assistant should call a tool before answe
 # and a "no" left the conversation's slot busy, so the answer re-read its whole prompt elsewhere.
 # Reading each tool's judge prompt ahead at session start did not help either: the judgment
 # landed on another llama.cpp slot and read it all again (4 parallel slots, sessions rotating).
+# Nor asking the question inside the conversation (its prompt is cached in the slot): the model,
+# primed by the tool rules, then called on 6 of 36 held-out questions.
 _JUDGE_QUESTION = "Could a good answer depend on information that this tool returns? Answer yes or no."
 _YES_NO = '%llguidance {}\nstart: "yes" | "no" | "Yes" | "No"\n'
 
