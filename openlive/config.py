@@ -154,6 +154,11 @@ class SpeechConfig:
     # reply close to where the listener is, and history keeps what was heard. 0: no pacing.
     max_lead_ms: int = 1000
     max_parallel: int = 2  # syntheses running at once across all sessions (CPU-bound)
+    # The first piece of a spoken reply is cut early so that speech starts soon: at the first
+    # comma-like pause once it has `first_min_words`, else after `first_max_words` words (never
+    # after "the", "of", "and"), or at the sentence's end if that comes first (session/speech.py).
+    first_min_words: int = 3
+    first_max_words: int = 5
 
 
 @dataclass(frozen=True)
@@ -187,7 +192,7 @@ class TurnConfig:
     threshold: float = 0.5  # smart-turn's P(complete) at or above which it votes "complete"
     # The text model: a packaged LLM id, a .gguf path or hf:owner/repo/file.gguf; "" for none.
     text_model: str = "qwen2.5-coder-0.5b"
-    text_threshold: float = 0.02  # its P(message ends here) at or above which it votes "complete"
+    text_threshold: float = 0.1  # its P(message ends here) at or above which it votes "complete"
     text_threads: int = 2
     check_ms: int = 64  # quiet before the models are asked: 2 VAD frames (their work overlaps the quiet after)
     quick_quiet_ms: int = 200  # the quiet that ends a turn both models call complete
@@ -439,6 +444,8 @@ class Config:
                               "0 (no cap) or at least 1, and max_connections at least 1")
         if self.speech.default_voice not in self.voices:
             raise ConfigError(f"[speech] default_voice {self.speech.default_voice!r} is not a configured voice")
+        if not 1 <= self.speech.first_min_words <= self.speech.first_max_words:
+            raise ConfigError("[speech] needs 1 <= first_min_words <= first_max_words")
         vision = self.vision
         if vision.engine not in VISION_ENGINE_KINDS:
             raise ConfigError(f"[vision] engine must be one of {', '.join(VISION_ENGINE_KINDS)}")

@@ -27,7 +27,8 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 from .. import metrics
-from ..engines.llm.base import ChatChunk, ChatRequest, LLMEngine
+from ..engines.llm.base import ChatChunk, ChatRequest, LLMEngine, TextDelta, ToolCallsMade
+from .turn_timing import StreamTimes
 
 log = logging.getLogger(__name__)
 
@@ -49,6 +50,9 @@ class EarlyStart:
         self._started = 0.0
         self._task: asyncio.Task[None] | None = None
         self._chunks: asyncio.Queue[Any] = asyncio.Queue()
+        self._times = StreamTimes()
+        # The stream the last `take` handed over: when it was asked for, when its first token came.
+        self.taken: StreamTimes | None = None
 
     @property
     def pending(self) -> bool:
@@ -60,9 +64,10 @@ class EarlyStart:
         self._request = request
         self._started = time.monotonic()
         self._chunks = asyncio.Queue()  # unbounded: one reply's chunks, which the LLM's max_tokens bounds
-        self._task = asyncio.create_task(self._pump(request, self._chunks), name="early-reply")
+        self._times = StreamTimes(requested=self._started)
+        self._task = asyncio.create_task(self._pump(request, self._chunks, self._times), name="early-reply")
 
-    async def _pump(self, request: ChatRequest, chunks: asyncio.Queue[Any]) -> None:
+    async def _pump(self, request: ChatRequest, chunks: asyncio.Queue[Any], times: StreamTimes) -> None:
         ended = _Ended()
         try:
             if self._before is not None:
@@ -70,6 +75,8 @@ class EarlyStart:
             stream = self._llm.stream(request)
             try:
                 async for chunk in stream:
+                    if isinstance(chunk, (TextDelta, ToolCallsMade)):
+                        times.token()
                     chunks.put_nowait(chunk)
             finally:
                 close = getattr(stream, "aclose", None)
@@ -85,6 +92,7 @@ class EarlyStart:
     def take(self, request: ChatRequest) -> AsyncIterator[ChatChunk] | None:
         """The stream started for `request`, from its first chunk; None (and the early one
         cancelled) if what was started is not exactly this request."""
+        self.taken = None
         if self._request is None or self._task is None:
             return None
         if request != self._request:
@@ -92,6 +100,7 @@ class EarlyStart:
             return None
         task, chunks = self._task, self._chunks
         self._request = self._task = None
+        self.taken = self._times
         metrics.early_reply("used")
         log.info("the reply's LLM request began %.0f ms before the turn ended",
                  (time.monotonic() - self._started) * 1000)

@@ -54,6 +54,7 @@ from .resumption import Snapshot
 from .tool_calls import ToolCalls
 from .tools import refuse_unserved
 from .turn_taking import TurnTaking
+from .turn_timing import TurnTiming
 from .user_audio import VoiceActivityModel, pcm_rate
 
 if TYPE_CHECKING:
@@ -114,7 +115,8 @@ class LiveSession:
                                conversation=self.conversation, tool_calls=self.tool_calls,
                                speech=speech or SpeechConfig(), voices=voices, fail=self.fail,
                                before_turn_complete=self._save_before_turn_complete,
-                               name=f"reply-{self.session_id}", before_llm=self._before_llm)
+                               name=f"reply-{self.session_id}", before_llm=self._before_llm,
+                               early_taken=lambda: self.early.taken)
         self.read_ahead = ReadAhead(llm=llm, conversation=self.conversation, params=self.options.params,
                                     busy=lambda: self.replying)
         # proactivity.proactiveAudio: turns from the realtime stream are judged before a reply.
@@ -374,7 +376,7 @@ class LiveSession:
         task.add_done_callback(self._on_work_done)
 
     async def take_user_turn(self, text: str, tokens: int | None = None, *, ended_at: float | None = None,
-                             spoken: bool = False, realtime: bool = False) -> None:
+                             spoken: bool = False, realtime: bool = False, timing: TurnTiming | None = None) -> None:
         # With NO_INTERRUPTION the reply in progress finishes before the next one starts.
         await self.replies.finished()
         await self.camera.settle()  # a frame shown just before the question is part of it
@@ -387,12 +389,13 @@ class LiveSession:
             return
         self.conversation.append("user", text, tokens)
         self.camera.into_turn()
-        self._start_reply(turn_ended_at=ended_at, turn_input="voice" if spoken else "text")
+        self._start_reply(turn_ended_at=ended_at, turn_input="voice" if spoken else "text", timing=timing)
 
-    def _start_reply(self, *, turn_ended_at: float | None = None, turn_input: str = "text") -> None:
+    def _start_reply(self, *, turn_ended_at: float | None = None, turn_input: str = "text",
+                     timing: TurnTiming | None = None) -> None:
         # turn_ended_at: when the user's turn ended (monotonic), for the reply latency; None for a
-        # reply that answers no user turn (a tool result).
-        task = self.replies.start(turn_ended_at=turn_ended_at, turn_input=turn_input)
+        # reply that answers no user turn (a tool result). timing: a spoken turn's waterfall.
+        task = self.replies.start(turn_ended_at=turn_ended_at, turn_input=turn_input, timing=timing)
         task.add_done_callback(self._on_work_done)
         # A stream started early that this reply did not take answers words that are not the turn.
         task.add_done_callback(lambda _: self.early.cancel())

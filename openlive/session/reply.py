@@ -33,7 +33,7 @@ from dataclasses import dataclass, field, replace
 
 from .. import metrics
 from ..config import SpeechConfig
-from ..engines.llm.base import (ChatRequest, EngineError, Finished, LLMEngine, TextDelta, ToolCall, ToolCallsMade,
+from ..engines.llm.base import (ChatChunk, ChatRequest, EngineError, Finished, LLMEngine, TextDelta, ToolCall, ToolCallsMade,
                                 estimate_tokens)
 from ..engines.search.base import SearchError, grounding_metadata
 from ..engines.tts.base import TTSError, TTSVoice
@@ -45,6 +45,7 @@ from .options import SessionOptions
 from .speech import OUTPUT_RATE, ClauseSegmenter, pcm_chunks, synthesize_24k
 from .tool_calls import Grounding, ToolCalls
 from .tools import Decision, RouterStream
+from .turn_timing import StreamTimes, TurnTiming
 
 log = logging.getLogger(__name__)
 
@@ -63,6 +64,7 @@ class ReplyRecord:
     counted: bool = False  # a model round finished: completion_tokens holds what it wrote
     audio_bytes: int = 0
     first_audio_at: float = 0.0
+    heard_until: float = 0.0  # when a listener playing the speech as it arrives runs out of it (monotonic)
     decision: Decision | None = None  # what the last model turn decided (None: no tools declared)
     grounding: Grounding = field(default_factory=Grounding)
     tools_used: set[str] = field(default_factory=set)  # (tool, args) already carried out this turn
@@ -72,6 +74,8 @@ class ReplyRecord:
     turn_ended_at: float | None = None
     turn_input: str = "text"
     first_token_s: float | None = None  # the LLM's wait to its first token, this reply's first round
+    timing: TurnTiming | None = None  # a spoken turn's waterfall (turn_timing.py), logged after its speech
+    early: StreamTimes | None = None  # the LLM stream started before the turn ended, if this reply took one
 
     def first_token(self, seconds: float | None) -> None:
         if self.first_token_s is None:
@@ -95,7 +99,8 @@ class Replies:
                  tool_calls: ToolCalls, speech: SpeechConfig, voices: VoiceRegistry | None,
                  fail: Callable[[ProtocolError], None],
                  before_turn_complete: Callable[[], Awaitable[None]], name: str = "reply",
-                 before_llm: Callable[[], Awaitable[None]] | None = None) -> None:
+                 before_llm: Callable[[], Awaitable[None]] | None = None,
+                 early_taken: Callable[[], StreamTimes | None] | None = None) -> None:
         self.llm = llm
         self._send = send
         self.options = options
@@ -107,6 +112,8 @@ class Replies:
         self._fail = fail
         self._before_turn_complete = before_turn_complete
         self._before_llm = before_llm  # e.g. let the LLM finish reading ahead (read_ahead.py)
+        self._early_taken = early_taken  # what the last LLM request took of an early start (early_reply.py)
+        self._timed_turns = 0
         self._name = name
         self.task: asyncio.Task[None] | None = None
         self._record: ReplyRecord | None = None  # what the running reply has sent (for its usage if cut)
@@ -115,11 +122,13 @@ class Replies:
     def running(self) -> bool:
         return self.task is not None and not self.task.done()
 
-    def start(self, *, turn_ended_at: float | None = None, turn_input: str = "text") -> asyncio.Task[None]:
-        """Reply to the conversation; `turn_ended_at` (monotonic) is when the user's turn ended."""
+    def start(self, *, turn_ended_at: float | None = None, turn_input: str = "text",
+              timing: TurnTiming | None = None) -> asyncio.Task[None]:
+        """Reply to the conversation; `turn_ended_at` (monotonic) is when the user's turn ended;
+        `timing`: a spoken turn's waterfall so far, completed and logged by this reply."""
         self.conversation.start_turn()
-        self.task = asyncio.create_task(self._run(ReplyRecord(turn_ended_at=turn_ended_at, turn_input=turn_input)),
-                                        name=self._name)
+        record = ReplyRecord(turn_ended_at=turn_ended_at, turn_input=turn_input, timing=timing)
+        self.task = asyncio.create_task(self._run(record), name=self._name)
         return self.task
 
     async def finished(self) -> None:
@@ -268,9 +277,9 @@ class Replies:
         if not tools:
             with metrics.in_flight("llm"):
                 timer = metrics.FirstToken(self.llm.name)
-                async for chunk in self.llm.stream(self.request()):
+                async for chunk in self._stream(reply, self.request()):
                     if isinstance(chunk, TextDelta):
-                        reply.first_token(timer.token())
+                        self._token(reply, timer)
                         yield chunk.text
                     elif isinstance(chunk, Finished):
                         self._round_done(reply, chunk)
@@ -280,13 +289,13 @@ class Replies:
                 yield text
             return
         router = RouterStream()
-        stream = self.llm.stream(self.request(allow_tools=allow_tools, not_now=not_now))
+        stream = self._stream(reply, self.request(allow_tools=allow_tools, not_now=not_now))
         try:
             with metrics.in_flight("llm"):
                 timer = metrics.FirstToken(self.llm.name)
                 async for chunk in stream:
                     if isinstance(chunk, TextDelta):
-                        reply.first_token(timer.token())
+                        self._token(reply, timer)
                         text = router.push(chunk.text)
                         if text:
                             yield text
@@ -305,16 +314,35 @@ class Replies:
         calls: tuple[ToolCall, ...] = ()
         with metrics.in_flight("llm"):
             timer = metrics.FirstToken(self.llm.name)
-            async for chunk in self.llm.stream(self.request(allow_tools=allow_tools)):
+            async for chunk in self._stream(reply, self.request(allow_tools=allow_tools)):
                 if isinstance(chunk, TextDelta):
-                    reply.first_token(timer.token())
+                    self._token(reply, timer)
                     yield chunk.text
                 elif isinstance(chunk, ToolCallsMade):
-                    reply.first_token(timer.token())
+                    self._token(reply, timer)
                     calls = chunk.calls
                 elif isinstance(chunk, Finished):
                     self._round_done(reply, chunk)
         reply.decision = tools.decision_of(calls)
+
+    def _stream(self, reply: ReplyRecord, request: ChatRequest) -> AsyncIterator[ChatChunk]:
+        """The LLM's stream for `request`; the waterfall notes when it was asked for (before the turn
+        ended, if the reply took a stream started early)."""
+        stream = self.llm.stream(request)  # an early start is taken here, or not (early_reply.py)
+        timing = reply.timing
+        if timing is not None and "llm_request" not in timing.marks:
+            reply.early = self._early_taken() if self._early_taken is not None else None
+            timing.early = reply.early is not None
+            timing.mark("llm_request", reply.early.requested if reply.early is not None else None)
+        return stream
+
+    def _token(self, reply: ReplyRecord, timer: metrics.FirstToken) -> None:
+        """A token of this reply's model round came (the first ones only are timed)."""
+        reply.first_token(timer.token())
+        if reply.timing is not None:
+            # A stream started early got its first token when it came, maybe before the turn ended.
+            early = reply.early.first_token if reply.early is not None else None
+            reply.timing.mark("llm_first_token", early)
 
     def _round_done(self, reply: ReplyRecord, finished: Finished) -> None:
         reply.add_usage(finished)
@@ -331,6 +359,8 @@ class Replies:
             log.info("first %s %.0f ms after the turn ended (the LLM's first token took %.0f ms)", output,
                      waited * 1000, (reply.first_token_s or 0.0) * 1000)
             reply.turn_ended_at = None  # once per reply, across its tool rounds
+        if output == "audio" and reply.timing is not None:
+            reply.timing.mark("first_audio")
 
     async def _reply_text(self, reply: ReplyRecord, text: AsyncIterator[str]) -> None:
         async for delta in text:
@@ -343,14 +373,21 @@ class Replies:
         # Unbounded on purpose: it holds short strings, at most one per clause of one reply.
         clauses: asyncio.Queue[str | None] = asyncio.Queue()
 
+        def put(clause: str) -> None:
+            if reply.timing is not None and "first_clause" not in reply.timing.marks:
+                reply.timing.mark("first_clause")
+                reply.timing.first_clause_words = len(clause.split())
+            clauses.put_nowait(clause)
+
         async def write() -> None:
-            segmenter = ClauseSegmenter()
+            segmenter = ClauseSegmenter(first_min_words=self.speech.first_min_words,
+                                        first_max_words=self.speech.first_max_words)
             try:
                 async for delta in text:
                     for clause in segmenter.push(delta):
-                        clauses.put_nowait(clause)
+                        put(clause)
                 for clause in segmenter.flush():
-                    clauses.put_nowait(clause)
+                    put(clause)
             finally:
                 clauses.put_nowait(None)
 
@@ -368,9 +405,12 @@ class Replies:
                 if self.options.output_transcription:
                     await self._send(sm.output_transcription(clause if not reply.sent else " " + clause))
                 reply.sent.append(clause)
+                if reply.timing is not None and not reply.timing.first_piece_ms:
+                    reply.timing.first_piece_ms = round(len(pcm) / (2 * OUTPUT_RATE) * 1000)
                 for piece in pcm_chunks(pcm, OUTPUT_RATE, chunk_s):
                     await self._pace(reply)
                     self._answered(reply, "audio")
+                    self._heard(reply, len(piece))
                     await self._send(sm.model_turn([sm.audio_part(piece, OUTPUT_RATE)]))
                     reply.audio_bytes += len(piece)
             await writer  # re-raises an engine failure
@@ -378,6 +418,18 @@ class Replies:
             if not writer.done():
                 writer.cancel()
             await asyncio.gather(writer, return_exceptions=True)
+            if reply.timing is not None and "first_audio" in reply.timing.marks and not reply.timing.logged:
+                self._timed_turns += 1
+                reply.timing.report(self._timed_turns)  # once its speech is out: with the stalls in it
+
+    @staticmethod
+    def _heard(reply: ReplyRecord, size: int) -> None:
+        """A listener playing the speech as it comes: the silence it hears inside the reply (a
+        piece that came after the one before had finished playing) is counted as a stall."""
+        now = time.monotonic()
+        if reply.audio_bytes and now > reply.heard_until and reply.timing is not None:
+            reply.timing.stall(now - reply.heard_until)
+        reply.heard_until = max(reply.heard_until, now) + size / (2 * OUTPUT_RATE)
 
     async def _pace(self, reply: ReplyRecord) -> None:
         """Keep speech at most `max_lead_ms` ahead of a listener playing it as it arrives."""

@@ -12,8 +12,9 @@ When the user stops talking (automatic mode):
    utterance so far, speculatively, so the transcript is ready when the turn ends; and, unless
    the client set `silenceDurationMs`, the end-of-turn models are asked whether the utterance is
    complete: the audio model on the sound, the text model on that speculative transcript. Once
-   the transcript is ready the session may start the reply's LLM request early, output held
-   (`early_reply.py`). If speech comes back (`Activity.RESUME`) all of it is stale and is dropped.
+   the text model has read the transcript (without one: once it is ready) the session may start
+   the reply's LLM request early, output held (`early_reply.py`). If speech comes back
+   (`Activity.RESUME`) all of it is stale and is dropped.
 2. The turn ends after the quiet the models call for (`end_of_turn.py`: about 0.2 s after the
    user stopped when both say complete, longer when they disagree), or at the detector's
    `Activity.END` (`silenceDurationMs` of quiet, or the longest
@@ -52,6 +53,7 @@ from .context import AUDIO_TOKENS_PER_SECOND
 from .end_of_turn import EndOfTurnPolicy, TextTurnModel, TurnModel
 from .input_transcription import InterimTranscription, Stabilizer
 from .options import SessionOptions
+from .turn_timing import TurnTiming
 from .user_audio import UserAudio, VoiceActivityModel
 
 log = logging.getLogger(__name__)
@@ -75,9 +77,9 @@ class TurnHost(Protocol):
         """The user went on: the words last heard are not the turn."""
 
     async def take_user_turn(self, text: str, tokens: int | None = None, *, ended_at: float | None = None,
-                             spoken: bool = False) -> None:
+                             spoken: bool = False, timing: TurnTiming | None = None) -> None:
         """Put the user's words in the conversation and reply to them; the turn ended at `ended_at`
-        (monotonic), which the reply's latency is measured from."""
+        (monotonic), which the reply's latency is measured from; `timing`: a spoken turn's waterfall so far."""
 
     def fail(self, error: ProtocolError) -> None:
         """End the session with this error."""
@@ -116,6 +118,10 @@ class TurnTaking:
         # Where in the stream (its clock, `UserAudio.heard_s`) the models said this pause ends the
         # turn: audio time, not wall time, so a client streaming faster than real time is judged alike.
         self._end_at: float | None = None
+        # The waterfall of the turn a pause may end (turn_timing.py), and when the blob holding the
+        # last voiced audio arrived (monotonic): the end of speech that it is measured from.
+        self._timing: TurnTiming | None = None
+        self._voiced_at: float | None = None
         # Live captions (`interim_every_s` of new speech between readings; 0: off), where the
         # client asked for inputTranscription and the model's generation streams it.
         self.interim: InterimTranscription | None = None
@@ -170,7 +176,10 @@ class TurnTaking:
     async def audio(self, pcm: bytes, rate: int) -> None:
         """A blob of the user's audio; acts on what the voice activity did in it, in order."""
         audio = await self._audio_input()
+        arrived, voiced = time.monotonic(), audio.voiced_s
         activities = audio.feed(pcm, rate)
+        if audio.voiced_s != voiced:
+            self._voiced_at = arrived
         self.ledger.heard_audio(len(pcm) / (2 * rate), in_utterance=audio.speaking)
         for i, (activity, offset) in enumerate(zip(activities, audio.event_offsets)):
             if activity is Activity.START:
@@ -185,9 +194,11 @@ class TurnTaking:
                     continue
                 self._drop_speculation()
                 utterance = audio.utterance()
+                timing = self._timing = TurnTiming(speech_end=self._voiced_at or arrived)
                 # Recognize during the silence window, so the transcript is ready when the turn ends.
-                self._speculative = asyncio.create_task(self._recognize(utterance))
-                if self.policy.early_reply:
+                self._speculative = asyncio.create_task(self._recognize(utterance, timing))
+                if self.policy.early_reply and self.text_model is None:
+                    # With a text model the reply starts once it has read the words (`_read`).
                     self._speculative.add_done_callback(self._heard)
                 if self.interim is not None:  # a reading of the utterance so far: captions use it too
                     self.interim.counted(audio.utterance_s)
@@ -195,7 +206,8 @@ class TurnTaking:
                     self._speculative.add_done_callback(lambda task: self._offer(task, current))
                 if self.turn_model is not None or self.text_model is not None:
                     quiet_since = offset - self.policy.check_ms / 1000
-                    self._verdict = asyncio.create_task(self._judge_pause(utterance, self._speculative, quiet_since))
+                    self._verdict = asyncio.create_task(self._judge_pause(utterance, self._speculative, quiet_since,
+                                                                          timing))
             elif activity is Activity.RESUME:
                 self._drop_speculation()  # the user went on: that transcript is already stale
             elif activity is Activity.END:
@@ -209,14 +221,18 @@ class TurnTaking:
                 and interim.due(audio.utterance_s)):
             interim.read(audio.utterance(), audio.utterance_s)
 
-    async def _judge_pause(self, utterance: bytes, transcript: asyncio.Task[Transcript], quiet_since: float) -> None:
+    async def _judge_pause(self, utterance: bytes, transcript: asyncio.Task[Transcript], quiet_since: float,
+                           timing: TurnTiming | None = None) -> None:
         """Ask the end-of-turn models about this pause; the turn ends after the quiet they call for."""
         asked = asyncio.get_running_loop().time()
-        audio_p, (text_p, logprob) = await asyncio.gather(self._hear(utterance), self._read(transcript))
-        quiet_ms = self.policy.quiet_needed_ms(audio_p, text_p, logprob)
+        audio_p, (text_p, logprob, words) = await asyncio.gather(self._hear(utterance), self._read(transcript))
+        if timing is not None:
+            timing.mark("eot_judged")
+        quiet_ms = self.policy.quiet_needed_ms(audio_p, text_p, logprob, words)
+        # The words are the user's, as in "user said" below: the verdict is what bench/conversation.py reads.
         log.info("end of turn: P(complete) audio %s, text %s (words' logprob %s) after %.1f s of speech "
-                 "(%.0f ms to judge): %s", _p(audio_p), _p(text_p), _p(logprob), len(utterance) / BYTES_PER_SECOND,
-                 (asyncio.get_running_loop().time() - asked) * 1000,
+                 "(%.0f ms to judge), words %r: %s", _p(audio_p), _p(text_p), _p(logprob),
+                 len(utterance) / BYTES_PER_SECOND, (asyncio.get_running_loop().time() - asked) * 1000, words,
                  "the detector decides" if quiet_ms is None else f"ends after {quiet_ms} ms of quiet")
         if quiet_ms is None or quiet_ms >= self.policy.max_wait_ms:
             return  # the detector's END at the longest wait
@@ -240,24 +256,38 @@ class TurnTaking:
             log.exception("end-of-turn audio model failed")
             return None
 
-    async def _read(self, transcript: asyncio.Task[Transcript]) -> tuple[float | None, float | None]:
-        """The text model's P(the message ends here), and how sure recognition was of the words."""
+    async def _read(self, transcript: asyncio.Task[Transcript]) -> tuple[float | None, float | None, str | None]:
+        """The text model's P(the message ends here), how sure recognition was of the words, and the words."""
         if self.text_model is None:
-            return None, None
+            return None, None, None
         try:
             # Shielded: the user turn takes this same transcript when the turn ends.
             heard = await asyncio.shield(transcript)
-            with metrics.in_flight("turn"):
-                probability = await self.text_model.probability(heard.text)
+            try:
+                with metrics.in_flight("turn"):
+                    probability = await self.text_model.probability(heard.text)
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                self._start_early_reply(transcript)
+                raise
+            self._start_early_reply(transcript)
             # Speech the recognizer made no words of (soft or mumbled) is no sign that a thought is
             # finished: read as not finished, so the audio model alone never ends the turn on it.
             # Else the turn ends on a first half no one can read, which then counts as noise.
-            return (0.0 if probability is None else probability), heard.avg_logprob
+            return (0.0 if probability is None else probability), heard.avg_logprob, heard.text
         except asyncio.CancelledError:
             raise
         except Exception:
             log.exception("end-of-turn text model failed")
-            return None, None
+            return None, None, None
+
+    def _start_early_reply(self, transcript: asyncio.Task[Transcript]) -> None:
+        # The reply's LLM starts on the pause's words only once the text model has read them: the
+        # two at once on 2 cores held that reading up by ~0.2 s, and the turn's end with it
+        # (bench/conversation.py: the verdict 0.2-0.4 s after the transcript, against ~0.07 s alone).
+        if self.policy.early_reply:
+            self._heard(transcript)
 
     def _heard(self, transcript: asyncio.Task[Transcript]) -> None:
         # Only while the turn is still undecided: once it has ended, its reply starts anyway.
@@ -298,6 +328,7 @@ class TurnTaking:
                 task.cancel()
         self._speculative = self._verdict = None
         self._end_at = None
+        self._timing = None
 
     def _end_turn(self, offset: float | None = None) -> None:
         """The user's turn is over (at `offset` into the stream; None: the client said so, manually)."""
@@ -311,25 +342,35 @@ class TurnTaking:
         self.ledger.utterance_taken()
         speculative, self._speculative = self._speculative, None
         captions = self.interim.take() if self.interim is not None else None
-        self.host.spawn(self._user_turn(pcm, speculative, offset, time.monotonic(), captions))
+        now = time.monotonic()
+        # Measured from the end of speech; the client's activityEnd (manual mode) is its end.
+        timing, self._timing = self._timing, None
+        if timing is None or speculative is None:
+            timing = TurnTiming(speech_end=self._voiced_at if offset is not None and self._voiced_at else now)
+        timing.mark("eot_decided", now)
+        self.host.spawn(self._user_turn(pcm, speculative, offset, now, captions, timing))
 
     async def _signal(self, activity: str, vad_signal: str, offset: float) -> None:
         if self.options.vad_signals:
             await self._send(sm.voice_activity(activity, offset))
             await self._send(sm.vad_signal(vad_signal))
 
-    async def _recognize(self, pcm: bytes) -> Transcript:
+    async def _recognize(self, pcm: bytes, timing: TurnTiming | None = None) -> Transcript:
         assert self.asr is not None
         with metrics.in_flight("asr"):
-            return await self.asr.transcribe(pcm, self.options.language)
+            transcript = await self.asr.transcribe(pcm, self.options.language)
+        if timing is not None:
+            timing.mark("asr_final")
+        return transcript
 
     async def _user_turn(self, pcm: bytes, speculative: asyncio.Task[Transcript] | None,
-                         end_offset: float | None, ended_at: float, captions: Stabilizer | None = None) -> None:
+                         end_offset: float | None, ended_at: float, captions: Stabilizer | None = None,
+                         timing: TurnTiming | None = None) -> None:
         if end_offset is not None:
             # First, so the client hears of the end before the transcription and the reply.
             await self._signal("ACTIVITY_END", "VAD_SIGNAL_TYPE_EOS", end_offset)
         try:
-            transcript = await (speculative if speculative is not None else self._recognize(pcm))
+            transcript = await (speculative if speculative is not None else self._recognize(pcm, timing))
         except asyncio.CancelledError:
             raise
         except Exception:
@@ -349,7 +390,7 @@ class TurnTaking:
             await self._send(sm.input_transcription(text if last_piece is None else last_piece))
         # The service counts what was heard, not what was written down: speech by its length.
         await self.host.take_user_turn(text, tokens=round(len(pcm) / BYTES_PER_SECOND * AUDIO_TOKENS_PER_SECOND),
-                                       ended_at=ended_at, spoken=True)
+                                       ended_at=ended_at, spoken=True, timing=timing)
 
     async def aclose(self) -> None:
         tasks = [t for t in (self._speculative, self._verdict, self._finishing) if t is not None]

@@ -90,6 +90,7 @@ class UserAudio:
         self.capturing = False  # manual mode: between activityStart and activityEnd
         self._ended: bytes | None = None  # the utterance an END event closed, until finish_turn()
         self.heard_s = 0.0  # audio framed for the VAD so far, in seconds: the stream's clock
+        self.voiced_s = 0.0  # where on that clock the last voiced frame of an utterance ended
         self.event_offsets: list[float] = []  # where in the stream each event of the last feed() fell
 
     # ------------------------------------------------------------------ input
@@ -128,11 +129,13 @@ class UserAudio:
             event = self.detector.update(probability)
             if probability >= self.detector.params.end_threshold and self.detector.speaking:
                 self._last_speech_end = len(self._audio)
+                self.voiced_s = self.heard_s
             if event is Activity.START:
                 # The utterance starts a little before the frames that committed it.
                 voiced = int(max(self.detector.params.prefix_ms, self.vad.frame_ms) * RATE / 1000) * 2
                 self._start = max(0, len(self._audio) - voiced - self._preroll)
                 self._last_speech_end = len(self._audio)
+                self.voiced_s = self.heard_s
             if event is Activity.END:
                 # Keep this utterance now: the frames after it (and the trim) belong to the next one.
                 self._ended = self.utterance()

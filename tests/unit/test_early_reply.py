@@ -44,7 +44,7 @@ async def until(predicate, timeout=20.0):
         await asyncio.sleep(0.005)
 
 
-async def session_with(audio_p, text_p, early=True):
+async def session_with(audio_p, text_p, early=True, text_model=None):
     sent = []
 
     async def send(m):
@@ -56,7 +56,7 @@ async def session_with(audio_p, text_p, early=True):
                              "inputAudioTranscription": {}}})
     engine = Watched(sent)
     session = LiveSession(setup, llm=engine, send=send, asr=FakeASR(), vad_factory=EnergyVAD,
-                          turn_model=FakeTurnModel(audio_p), text_turn_model=FakeTextModel(text_p),
+                          turn_model=FakeTurnModel(audio_p), text_turn_model=text_model or FakeTextModel(text_p),
                           turn_policy=EndOfTurnPolicy(early_reply=early))
     await session.start()
     return session, sent, engine
@@ -91,6 +91,39 @@ async def test_the_reply_takes_the_llm_stream_started_in_the_pause():
     # The words went into the history once, as the user's turn.
     assert [(t.role, t.text) for t in session.conversation.history] == [("user", "hello there"),
                                                                        ("model", "You said: hello there")]
+
+
+async def test_the_llm_starts_in_the_pause_only_once_the_text_model_has_read_the_words():
+    # Both at once on 2 cores held the end-of-turn verdict up; the reading is the shorter job.
+    class Held(FakeTextModel):
+        def __init__(self):
+            super().__init__(0.0)
+            self.release = asyncio.Event()
+
+        async def probability(self, transcript):
+            self.read.append(transcript)
+            await self.release.wait()
+            return self.p
+
+    text = Held()
+    session, sent, engine = await session_with(0.95, 0.0, text_model=text)
+    await stream(session, tone(1.0))
+    for _ in range(40):
+        if text.read:
+            break
+        await quiet(session, sent, 0.04)
+    assert text.read == ["hello there"]  # the transcript is ready and being read
+    await quiet(session, sent, 0.2)
+    assert not engine.requests  # the LLM waits for that reading
+    text.release.set()
+    for _ in range(40):
+        if engine.requests:
+            break
+        await quiet(session, sent, 0.04)
+    assert engine.requests and not engine.requests[0]["turn_ended"]  # then starts, still in the pause
+    while not contents(sent, "turnComplete"):
+        await quiet(session, sent, 0.2)
+    assert len(engine.requests) == 1  # and the reply took that stream
 
 
 async def test_speech_that_resumes_stops_the_early_stream_and_the_turn_gets_a_fresh_one():

@@ -11,7 +11,7 @@ from openlive.engines.llm.scripted import ScriptedEngine
 from openlive.protocol import ProtocolError, parse_client_frame
 from openlive.protocol.messages import AutomaticActivityDetection
 from openlive.session.activity import Activity, ActivityDetector, ActivityParams
-from openlive.session.end_of_turn import EndOfTurnPolicy
+from openlive.session.end_of_turn import EndOfTurnPolicy, unfinished_words
 from openlive.session.live_session import LiveSession
 from openlive.session.user_audio import UserAudio, pcm_rate
 
@@ -300,12 +300,34 @@ async def test_an_unfinished_thought_gets_a_longer_pause_and_stays_one_turn():
 
 
 @pytest.mark.parametrize("audio, text, quiet", [
-    (0.9, 0.5, 200), (0.9, 0.0, 1500), (0.05, 0.5, 1500), (0.1, 0.0, 2500),
-    (0.3, 0.4, 200), (0.3, 0.1, 1500),  # plainly finished words need only no strong doubt from the audio
-    (0.9, None, 200), (0.1, None, 2500), (None, 0.5, 200), (None, 0.001, 2500), (None, None, None),
+    (0.9, 0.5, 200), (0.9, 0.0, 1500), (0.1, 0.0, 2500),
+    # Plainly finished words need nothing from the audio model (a slow voice, a rising question).
+    (0.3, 0.4, 200), (0.05, 0.5, 200), (0.01, 0.25, 200),
+    (0.3, 0.15, 1500),  # finished, but not plainly: the audio model's doubt holds the turn
+    (0.95, 0.06, 1500),  # lukewarm words ("Can you admit me?", a misheard fragment) are no "complete"
+    (0.9, None, 200), (0.1, None, 2500), (None, 0.5, 200), (None, 0.05, 2500), (None, None, None),
 ])
 def test_the_models_votes_set_the_quiet_that_ends_a_turn(audio, text, quiet):
     assert EndOfTurnPolicy().quiet_needed_ms(audio, text) == quiet
+
+
+@pytest.mark.parametrize("words, unfinished", [
+    ("Do you know whether the", True), ("send a message to my", True), ("I was wondering whether...", True),
+    ("Tell me about the\u2026", True), ("What would happen if.", True), ("bread and", True),
+    ("What is the weather like in Madrid tomorrow?", False), ("What is it made of?", False),
+    ("Where are you from?", False), ("Yes, I'd love to.", False), ("It's a nice day", False),
+    ("", False), (None, False),
+])
+def test_words_that_cannot_end_a_sentence_are_unfinished(words, unfinished):
+    assert unfinished_words(words) is unfinished
+
+
+def test_dangling_words_never_take_the_fast_path_whatever_the_text_model_says():
+    policy = EndOfTurnPolicy()
+    assert policy.quiet_needed_ms(0.95, 0.6, -0.2, "What is the weather like in Madrid?") == 200
+    assert policy.quiet_needed_ms(0.95, 0.6, -0.2, "Do you know whether the") == 1500
+    assert policy.quiet_needed_ms(0.95, 0.6, -0.2, "I would like to know the...") == 1500
+    assert policy.quiet_needed_ms(0.2, 0.6, -0.2, "Can you add milk and") == 2500
 
 
 def test_words_the_recognizer_guessed_at_do_not_vote_complete():

@@ -48,3 +48,32 @@ def test_a_long_first_sentence_starts_speaking_after_a_few_words():
     assert pieces[1] == "begins in the early nineteenth century in Germany."
     assert feed("Paris is the capital of it all, say some. Then more.")[0] == "Paris is the capital"  # not "... of"
     assert feed("Paris is in France.") == ["Paris is in France."]  # short: whole
+
+
+def test_the_first_piece_length_is_configurable_and_still_never_ends_on_a_leading_word():
+    def first(text, **words):
+        seg = ClauseSegmenter(**words)
+        out = []
+        for i in range(0, len(text), 3):
+            out += seg.push(text[i:i + 3])
+        return (out + seg.flush())[0]
+
+    text = "The sky looks blue because air scatters blue light more. Then more."
+    assert first(text) == "The sky looks blue because"  # the default: five words
+    assert first(text, first_min_words=2, first_max_words=3) == "The sky looks"
+    assert first("Paris is the capital of it all, say some.", first_min_words=2, first_max_words=3) == "Paris is"
+    assert first("Yes, of course. Here it is.", first_min_words=1, first_max_words=4) == "Yes,"
+
+
+def test_speech_settings_of_the_first_piece_are_read_and_checked(tmp_path):
+    import pytest
+
+    from openlive.config import ConfigError, load_config
+
+    good, bad = tmp_path / "good.toml", tmp_path / "bad.toml"
+    good.write_text("[speech]\nfirst_min_words = 2\nfirst_max_words = 4\n")
+    bad.write_text("[speech]\nfirst_min_words = 5\nfirst_max_words = 4\n")
+    config = load_config(good)
+    assert (config.speech.first_min_words, config.speech.first_max_words) == (2, 4)
+    with pytest.raises(ConfigError):
+        load_config(bad)
