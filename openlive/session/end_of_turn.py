@@ -89,6 +89,10 @@ class EndOfTurnPolicy:
     # morning", 0.06) and finished requests 0.00-0.90, all but three at 0.13 or more; at 0.02 a
     # fragment misheard as a sentence ("Can you admit me?", 0.03) was enough to cut a speaker off.
     text_threshold: float = 0.1
+    # Between this and text_threshold the words are lukewarm: never the fast path (a misheard
+    # fragment lands there), but the middle wait (unsure_quiet_ms), not the longest, whatever the
+    # audio model says: finished questions land there too (0.04, "What does the sign say?").
+    lukewarm_text_threshold: float = 0.02
     # Words that plainly finish a request ("Can you tell me a fun fact about the moon", 0.40) need
     # nothing from the audio model, which hears a question's rising end (0.16-0.40) or a slow
     # voice (0.01-0.05) as unfinished: the audio model votes "complete" at audio_doubt_threshold.
@@ -130,7 +134,11 @@ class EndOfTurnPolicy:
             return None
         if all(votes):
             return max(self.check_ms, self.quick_quiet_ms)
-        if any(votes):
+        # Lukewarm words are no fast path, but no fragment either: "What does the sign say?" scored
+        # 0.04 and a smart-turn 0.32, and waited the longest quiet (2.5 s) for the rest.
+        lukewarm = (text is not None and self.lukewarm_text_threshold <= text < self.text_threshold
+                    and not words_unsure and not unfinished_words(words))
+        if any(votes) or lukewarm:
             return self.unsure_quiet_ms
         return self.max_wait_ms
 

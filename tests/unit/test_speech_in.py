@@ -305,7 +305,10 @@ async def test_an_unfinished_thought_gets_a_longer_pause_and_stays_one_turn():
     (0.3, 0.4, 200), (0.05, 0.5, 200), (0.01, 0.25, 200),
     (0.3, 0.15, 1500),  # finished, but not plainly: the audio model's doubt holds the turn
     (0.95, 0.06, 1500),  # lukewarm words ("Can you admit me?", a misheard fragment) are no "complete"
-    (0.9, None, 200), (0.1, None, 2500), (None, 0.5, 200), (None, 0.05, 2500), (None, None, None),
+    # Lukewarm words with a doubting audio model: the middle wait, not the longest (a finished
+    # question can score there: "What does the sign say?", 0.04 and 0.32).
+    (0.32, 0.04, 1500), (None, 0.05, 1500), (0.3, 0.01, 2500), (None, 0.01, 2500),
+    (0.9, None, 200), (0.1, None, 2500), (None, 0.5, 200), (None, None, None),
 ])
 def test_the_models_votes_set_the_quiet_that_ends_a_turn(audio, text, quiet):
     assert EndOfTurnPolicy().quiet_needed_ms(audio, text) == quiet
