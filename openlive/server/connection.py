@@ -83,8 +83,13 @@ class Connection:
                 if self._gone:
                     return
                 try:
-                    await asyncio.wait_for(self.ws.send_text(frame), self.send_timeout_s)
-                except asyncio.TimeoutError:
+                    # Not `wait_for`: on Python 3.11 it returns the send's result when the task is
+                    # cancelled just as the send completes, and the cancel is lost. A reply then
+                    # ran on past an interruption into its wait for tool results, forever, and
+                    # the interruption waited for it (the session stalled: nothing sent or read).
+                    async with asyncio.timeout(self.send_timeout_s):
+                        await self.ws.send_text(frame)
+                except TimeoutError:
                     log.warning("the client has read nothing for %.0f s: closing its session", self.send_timeout_s)
                     self._lose(not_reading(self.send_timeout_s))
                 except WebSocketDisconnect as exc:

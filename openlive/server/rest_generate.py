@@ -671,10 +671,11 @@ class GenerateAPI:
         key = ("rest", uuid.uuid4().hex)
         for _ in range(VISION_TRIES):
             try:
-                sight = await asyncio.wait_for(vision.submit(key, item.data, side=side), VISION_TIMEOUT_S)
+                async with asyncio.timeout(VISION_TIMEOUT_S):  # not wait_for: on 3.11 it can lose a cancel
+                    sight = await vision.submit(key, item.data, side=side)
             except FrameError as exc:
                 raise invalid(f"Request contains an invalid argument: {exc}.") from None
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 break
             if sight is not None:
                 if sight.jpeg is not None:

@@ -300,8 +300,9 @@ class Sandbox:
         timed_out = False
         try:
             try:
-                await asyncio.wait_for(proc.wait(), timeout=lim.wall_s)
-            except asyncio.TimeoutError:
+                async with asyncio.timeout(lim.wall_s):  # not wait_for: on 3.11 it can lose a cancel
+                    await proc.wait()
+            except TimeoutError:
                 timed_out = True
                 # bwrap's PID 1 dies with it (--die-with-parent), and with PID 1 every process
                 # in the sandbox's PID namespace.
