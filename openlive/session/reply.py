@@ -49,6 +49,9 @@ from .turn_timing import StreamTimes, TurnTiming
 
 log = logging.getLogger(__name__)
 
+# How long an interruption waits for a cancelled reply before cancelling it again (see `_stop`).
+STOP_RECHECK_S = 2.0
+
 MAX_TOOL_ROUNDS = 5
 
 
@@ -145,8 +148,8 @@ class Replies:
         self.task = None
         pending = self.tool_calls.pending_ids()
         record = self._record
-        task.cancel()
-        await asyncio.gather(task, return_exceptions=True)
+        log.debug("interrupting the reply (%d tool calls pending)", len(pending))
+        await _stop(task)
         metrics.turn_ended("interrupted")
         # An interrupted turn has no generationComplete: interrupted, then turnComplete, which
         # carries usageMetadata like every turnComplete (frameworks count on it).
@@ -458,3 +461,21 @@ class Replies:
         if reply is not None and reply.counted and reply.llm_cached_tokens and reply.llm_prompt_tokens:
             usage.cached = reading.cached(reply.llm_cached_tokens / reply.llm_prompt_tokens)
         return usage
+
+
+async def _stop(task: asyncio.Task[None]) -> None:
+    """Cancel `task` and wait for it to end. A cancel that something under the task swallowed
+    (Python 3.11's `wait_for` did, when what it waited for finished in the same pass) would leave
+    the task running on, and the interruption, and with it the session's reader, waiting forever:
+    the task is cancelled again until it ends, and the loss is logged."""
+    task.cancel()
+    while True:
+        try:
+            done, _ = await asyncio.wait({task}, timeout=STOP_RECHECK_S)
+        except asyncio.CancelledError:
+            task.cancel()
+            raise
+        if done:
+            return
+        log.warning("the reply has not stopped %.0f s after it was cancelled: cancelling it again", STOP_RECHECK_S)
+        task.cancel()
