@@ -160,7 +160,9 @@ async def test_interruption_flushes_playback(server):
         while not any(m.audio for m in seen):
             seen.append(await session.next_message(timeout=30))
         await asyncio.sleep(0.3)
-        device.play(4800)  # the speaker has started: 0.1 s played at 48 kHz
+        # The speaker has started: 0.3 s played at 48 kHz. (Its first 0.1 s, the breath of "Here",
+        # peaked at 757 in one synthesis of ten: Piper samples noise, so no two takes are alike.)
+        device.play(14400)
         assert conversation.player.queued > 0  # more of the story is waiting to be played
         await session.send_text("Stop, what is my name?")
         rest = await turn(session)
