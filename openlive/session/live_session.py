@@ -121,7 +121,7 @@ class LiveSession:
                                     busy=lambda: self.replying)
         # proactivity.proactiveAudio: turns from the realtime stream are judged before a reply.
         self.addressee = Addressee(llm, self.conversation) if self.options.proactive_audio else None
-        self._warming: asyncio.Task[None] | None = None
+        self._warming: list[asyncio.Task[None]] = []  # reading ahead at session start (a speed-up only)
         self.camera = Camera(vision=vision, conversation=self.conversation, key=self.session_id,
                              media_resolution=self.options.media_resolution,
                              include_all_video=self.options.include_all_video, limits=frame_limits or FrameLimits(),
@@ -155,13 +155,25 @@ class LiveSession:
         self._note_search(self.setup.tools)
         self.checkpoints.request()  # a handle from the start: even a silent session can be resumed
         if self.addressee is not None:
-            self._warming = asyncio.create_task(self.addressee.warm(), name=f"proactive-{self.session_id}")
+            self._warming.append(asyncio.create_task(self.addressee.warm(), name=f"proactive-{self.session_id}"))
         if self.conversation.system_instruction or self.conversation.tools or self.conversation.history:
             # The session's own opening (instruction, tools, a resumed conversation) is read now,
             # while the user has yet to speak: read cold with the first question, a framework's
             # tool declarations cost the 1.5B ~7 s on 2 cores, past the frameworks' 5 s budget.
             # The shared guidance alone is already cached in every slot (engines/llm/embedded.py).
             self.read_ahead.user_started()
+        if self.conversation.tools.functions and hasattr(self.llm, "warm_tool_judges"):
+            self._warming.append(asyncio.create_task(self._read_tool_judges(), name=f"judges-{self.session_id}"))
+
+    async def _read_tool_judges(self) -> None:
+        """The judge prompts of this session's functions (engines/llm/tool_turns.py), read after
+        the conversation's own opening: the first indirect question about a tool then reads only
+        its words there."""
+        await self.read_ahead.finished()
+        try:
+            await self.llm.warm_tool_judges(self.replies.request())  # type: ignore[attr-defined]
+        except Exception as exc:  # noqa: BLE001 - only a speed-up
+            log.info("the tools' judge prompts were not read ahead (%s)", exc)
 
     def _choose_voice(self) -> TTSVoice:
         if self.voices is None:
@@ -182,9 +194,9 @@ class LiveSession:
         self.early.cancel()
         if self.addressee is not None:
             self.addressee.cancel()
-        if self._warming is not None:
-            self._warming.cancel()
-            tasks.append(self._warming)
+        for task in self._warming:
+            task.cancel()
+        tasks += self._warming
         await asyncio.gather(self.turns.aclose(), self.read_ahead.aclose(), *tasks, return_exceptions=True)
         await self.checkpoints.drain()
 

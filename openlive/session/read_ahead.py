@@ -105,6 +105,12 @@ class ReadAhead:
                 self._reading = False
                 self._last_read = loop.time()
 
+    async def finished(self) -> None:
+        """Wait until nothing is being or waiting to be read, changing nothing (other reading
+        ahead waits its turn behind the conversation's)."""
+        while self._task is not None and not self._task.done():
+            await asyncio.wait({self._task})
+
     async def settle(self) -> None:
         """Before the reply's own request: a read in flight finishes (the reply reuses its work);
         one still waiting is dropped."""

@@ -3,6 +3,7 @@ embedded model writing whole turns that the session's router reads as before."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 from openlive.engines.llm.base import ChatMessage, ChatRequest, Finished, SamplingParams, TextDelta
@@ -124,3 +125,46 @@ async def test_the_embedded_model_writes_whole_tool_turns_the_router_reads():
     assert finished is not None and finished.prompt_tokens > 100 and finished.completion_tokens >= 2
     answer, raw, _ = turns["And in Paris?"]  # tools not allowed: an answer, with nothing to choose
     assert answer.tool == "none" and raw.startswith('{"tool": "none", "args": {}, "reply": "'), raw
+
+
+async def test_judge_prompts_read_ahead_are_found_after_their_slot_served_something_else(caplog):
+    """The first judged question about a tool reads only its words and the question: the tool's
+    part was read ahead, and llama.cpp's RAM cache hands it back after the only slot moved on."""
+    import logging
+    import re
+
+    from openlive.engines.llm.embedded import EmbeddedLlamaEngine
+    from openlive.engines.llm.packaged import resolve_model_file
+
+    try:
+        path = resolve_model_file("qwen2.5-coder-0.5b", Path.home() / ".openlive", progress=False)
+    except Exception as exc:  # the packaged weights are a dependency; without them this cannot run
+        require(False, f"packaged qwen2.5-coder-0.5b unavailable: {exc}")
+    tools = ToolSet.from_setup([WEATHER])
+    engine = EmbeddedLlamaEngine("test", path, n_ctx=4096, n_parallel=1, n_threads=2)
+    await engine.start()
+
+    def cached() -> int:
+        [line] = [r.getMessage() for r in caplog.records if "tool turn step" in r.getMessage()]
+        caplog.clear()
+        return int(re.search(r"\((\d+) cached\)", line).group(1))
+
+    try:
+        await engine.primed()
+        request = ChatRequest((ChatMessage("system", tools.instructions()), ChatMessage("user", "Hi")),
+                              SamplingParams(temperature=0), json_schema=tools.schema())
+        with caplog.at_level(logging.DEBUG, logger="openlive.engines.llm.tool_turns"):
+            await engine.warm_tool_judges(request)
+            caplog.clear()
+            await engine.warm(replace(request, json_schema=None))  # the one slot reads a conversation
+            await engine._tool_turns._judge("get_weather", "Get the current weather and forecast for a city.",
+                                            "Should I bring a jacket to Prague tonight?")
+            warmed = cached()
+            await engine._tool_turns._judge("book_table", "Book a table at a restaurant for a party.",
+                                            "Should I bring a jacket to Prague tonight?")
+            cold = cached()
+    finally:
+        await engine.aclose()
+    # Everything before the user's words (system, the tool and its summary) came from the cache;
+    # for a tool never read ahead, only the judge's system part did.
+    assert warmed >= cold + 10, (warmed, cold)

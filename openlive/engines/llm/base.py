@@ -104,6 +104,8 @@ class LLMEngine(Protocol):
     # `ToolCallsMade`); otherwise the session asks for JSON that names the tool ("grammar").
     # Optional `async warm(request)`: read a request into the server's prompt cache ahead of time
     # (session/read_ahead.py); an engine without it simply reads everything when asked.
+    # Optional `async warm_tool_judges(request)`: read ahead what deciding on the request's tools
+    # may take besides the conversation (the embedded engine's tool judge, tool_turns.py).
     # Optional `async yes_probability(request) -> float | None`: P("yes") for a request whose answer
     # is yes or no, from the first token's log-probs (session/proactivity.py); `yes_probability()`
     # below asks any other engine for the word itself.

@@ -165,6 +165,12 @@ class EmbeddedLlamaEngine:
         if self._client is not None:
             await self._client.warm(request)
 
+    async def warm_tool_judges(self, request: ChatRequest) -> None:
+        """Read ahead what deciding on `request`'s tools may need besides the conversation: each
+        tool's judge prompt (tool_turns.py). Nothing for a request that is no tool turn."""
+        if self._tool_turns is not None and branches(request.json_schema) is not None:
+            await self._tool_turns.warm_judges(request.json_schema)
+
     async def yes_probability(self, request: ChatRequest) -> float | None:
         if self._client is None:
             raise EngineError(f"LLM engine {self.name!r} is not started")

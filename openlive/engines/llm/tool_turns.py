@@ -103,12 +103,18 @@ _JUDGE_QUESTION = "Could a good answer depend on information that this tool retu
 _YES_NO = '%llguidance {}\nstart: "yes" | "no" | "Yes" | "No"\n'
 
 
+# Where the judge's prompt stops being the same for every question about one tool.
+_WORDS_MARK = "The user says:"
+# Tools whose judge prompt a session reads ahead (the judge asks about one at a time).
+MAX_JUDGES_AHEAD = 4
+
+
 def judge_prompt(name: str, description: str, words: str) -> list[dict[str, str]]:
     """The judge's messages: the tool (its summary: a docstring's Args/Returns sections only add
     noise), then the user's words, then the question."""
     summary = description.strip().split("\n\n")[0].strip()
     return [{"role": "system", "content": _JUDGE_SYSTEM},
-            {"role": "user", "content": f"Tool {name}: {summary}\n\nThe user says: {words.strip()}\n\n{_JUDGE_QUESTION}"}]
+            {"role": "user", "content": f"Tool {name}: {summary}\n\n{_WORDS_MARK} {words.strip()}\n\n{_JUDGE_QUESTION}"}]
 
 
 def _logit(p: float) -> float:
@@ -286,6 +292,27 @@ class ToolTurnWriter:
         yes = sum(math.exp(t["logprob"]) for t in top if str(t.get("token", "")).strip().lower() == "yes")
         no = sum(math.exp(t["logprob"]) for t in top if str(t.get("token", "")).strip().lower() == "no")
         return yes / (yes + no) if yes + no > 0 else None
+
+    async def warm_judges(self, schema: dict[str, Any] | None) -> int:
+        """Read each tool's judge prompt, up to the user's words, into llama.cpp's prompt cache.
+
+        The first judged question about a tool otherwise reads its whole judge prompt cold
+        (~70 tokens: 0.7 s on an idle 2-core machine, 2-4 s on a busy one), which put LiveKit's
+        first indirect question past 5 s. What is read here stays findable after its slot is
+        reused: llama.cpp's RAM cache hands it to whichever slot the judge lands on, so the
+        judge then reads only the words and its question (~30 tokens). Read again for a tool
+        already cached, it costs one token. Returns how many prompts were read."""
+        read = 0
+        for name, description in list(descriptions(schema).items())[:MAX_JUDGES_AHEAD]:
+            prompt = await self._template(judge_prompt(name, description, ""))
+            mark = prompt.find(_WORDS_MARK)
+            if mark < 0:
+                continue
+            # Cut after "says:": the words follow as tokens of their own (" Do", " Is"), so this is
+            # exactly the judge's first tokens.
+            await self._generate(prompt[:mark + len(_WORDS_MARK)], "", SamplingParams(temperature=0), 1, None, None)
+            read += 1
+        return read
 
     async def _generate(self, prompt: str, grammar: str, params: SamplingParams, limit: int,
                         usage: "_Usage | None", top: list[dict[str, Any]] | None) -> str:
