@@ -95,8 +95,9 @@ _JUDGE_SYSTEM = "You decide whether an assistant should call a tool before answe
 # held-out indirect questions instead of 34 (bench/tool_decision.py). Writing a call's arguments
 # beside the judge (two slots, one batch) was slower on 2 cores, not faster: reading is compute-bound,
 # and a "no" left the conversation's slot busy, so the answer re-read its whole prompt elsewhere.
-# Reading each tool's judge prompt ahead at session start did not help either: the judgment
-# landed on another llama.cpp slot and read it all again (4 parallel slots, sessions rotating).
+# (Reading each tool's whole judge prompt ahead, empty words and question included, was once
+# measured not to help: the judgment read it all again. `warm_judges` reads exactly the judge's
+# first tokens, up to the words, and llama.cpp's RAM cache then hands them to the judge's slot.)
 # Nor asking the question inside the conversation (its prompt is cached in the slot): the model,
 # primed by the tool rules, then called on 6 of 36 held-out questions.
 _JUDGE_QUESTION = "Could a good answer depend on information that this tool returns? Answer yes or no."
