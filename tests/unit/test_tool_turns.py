@@ -88,7 +88,8 @@ def test_an_argument_list_whose_first_key_is_required_begins_with_text_read_not_
     assert _fixed_args_start({"type": "array", "items": {"type": "object", "properties": {}}}) is None
 
 
-async def test_the_embedded_model_writes_whole_tool_turns_the_router_reads():
+def _small_engine():
+    """The packaged 0.5B in one llama.cpp slot (not started)."""
     from openlive.engines.llm.embedded import EmbeddedLlamaEngine
     from openlive.engines.llm.packaged import resolve_model_file
 
@@ -96,8 +97,12 @@ async def test_the_embedded_model_writes_whole_tool_turns_the_router_reads():
         path = resolve_model_file("qwen2.5-coder-0.5b", Path.home() / ".openlive", progress=False)
     except Exception as exc:  # the packaged weights are a dependency; without them this cannot run
         require(False, f"packaged qwen2.5-coder-0.5b unavailable: {exc}")
+    return EmbeddedLlamaEngine("test", path, n_ctx=4096, n_parallel=1, n_threads=2)
+
+
+async def test_the_embedded_model_writes_whole_tool_turns_the_router_reads():
     tools = ToolSet.from_setup([WEATHER])
-    engine = EmbeddedLlamaEngine("test", path, n_ctx=4096, n_parallel=1, n_threads=2)
+    engine = _small_engine()
     await engine.start()
     turns = {}
     try:
@@ -133,15 +138,8 @@ async def test_judge_prompts_read_ahead_are_found_after_their_slot_served_someth
     import logging
     import re
 
-    from openlive.engines.llm.embedded import EmbeddedLlamaEngine
-    from openlive.engines.llm.packaged import resolve_model_file
-
-    try:
-        path = resolve_model_file("qwen2.5-coder-0.5b", Path.home() / ".openlive", progress=False)
-    except Exception as exc:  # the packaged weights are a dependency; without them this cannot run
-        require(False, f"packaged qwen2.5-coder-0.5b unavailable: {exc}")
     tools = ToolSet.from_setup([WEATHER])
-    engine = EmbeddedLlamaEngine("test", path, n_ctx=4096, n_parallel=1, n_threads=2)
+    engine = _small_engine()
     await engine.start()
 
     def cached() -> int:
